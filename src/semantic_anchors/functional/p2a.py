@@ -1,0 +1,117 @@
+"""Pixel-to-anchor maths: nearest label resizing and the memory-lean MSE of paper Eq. 4."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+__all__ = ["resize_labels", "pixel_to_anchor_loss"]
+
+# Elements of one chunk's float32 temporaries (16 MiB): bounds the extra memory of the loss
+# independently of batch size, resolution and number of classes.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize dense labels to ``size`` with nearest interpolation, as the authors' code does.
+
+    Equivalent to ``F.interpolate(labels[:, None].float(), size, mode="nearest")``; a no-op when
+    the labels already have that size.
+
+    Shape:
+        - labels: ``(B, H, W)`` integer.
+        - Output: ``(B, h, w)`` int64.
+    """
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels.long()
+    resized = F.interpolate(labels[:, None].float(), size=size, mode="nearest")  # (B, 1, h, w)
+    return resized[:, 0].long()  # (B, h, w)
+
+
+def _chunks(batch: int, per_item: int) -> list[tuple[int, int]]:
+    step = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+    return [(start, min(start + step, batch)) for start in range(0, batch, step)]
+
+
+class _PixelToAnchorMSE(torch.autograd.Function):
+    """Sum over weighted pixels of ``sum_D (f - A[y])^2``, in bounded-size chunks.
+
+    Never materialises a one-hot ``(B, C, h, w)`` tensor nor a full ``(B, D, h, w)`` anchor map;
+    the backward writes ``2 (f - A[y]) w`` straight into the gradient buffer chunk by chunk.
+    """
+
+    @staticmethod
+    def forward(ctx, features, labels, weights, anchors):  # noqa: D102
+        # features (B, D, h, w) any float dtype; labels (B, h, w) long in [0, C); weights (B, h, w)
+        ctx.save_for_backward(features, labels, weights, anchors)
+        total = features.new_zeros((), dtype=torch.float32)
+        per_item = features[0].numel()
+        for start, stop in _chunks(features.shape[0], per_item):
+            f = features[start:stop].float()  # (b, D, h, w)
+            target = anchors[labels[start:stop]].permute(0, 3, 1, 2)  # (b, D, h, w) view
+            sq = (f - target).square_().sum(dim=1)  # (b, h, w)
+            total = total + (sq * weights[start:stop]).sum()
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):  # noqa: D102
+        features, labels, weights, anchors = ctx.saved_tensors
+        grad_features = None
+        if ctx.needs_input_grad[0]:
+            grad_features = torch.empty_like(features)  # (B, D, h, w)
+            per_item = features[0].numel()
+            for start, stop in _chunks(features.shape[0], per_item):
+                target = anchors[labels[start:stop]].permute(0, 3, 1, 2)  # (b, D, h, w)
+                scale = (2.0 * grad_output) * weights[start:stop, None]  # (b, 1, h, w)
+                diff = features[start:stop].float() - target  # (b, D, h, w)
+                grad_features[start:stop] = diff.mul_(scale)
+        return grad_features, None, None, None
+
+
+def pixel_to_anchor_loss(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    anchors: torch.Tensor,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean over valid pixels of the mean over channels of ``(f - A[y])^2`` (paper Eq. 4).
+
+    The anchors receive no gradient (they are targets); the features do. The loss is computed in
+    float32 whatever the feature dtype, and is exactly ``0`` (finite, with a zero gradient) when no
+    pixel is valid.
+
+    Args:
+        features: dense ``(B, D, h, w)`` or vector ``(B, D)`` features.
+        labels: ``(B, h, w)`` or ``(B,)`` class indices already at the feature resolution; entries
+            outside ``valid`` may hold anything (they are replaced by 0 before indexing).
+        anchors: ``(C, D)`` targets, one per class.
+        valid: optional boolean mask shaped like ``labels``; all pixels when ``None``.
+
+    Returns:
+        A float32 scalar tensor.
+
+    Shape:
+        - features: ``(B, D, h, w)`` or ``(B, D)``.
+        - labels, valid: ``(B, h, w)`` or ``(B,)``.
+        - anchors: ``(C, D)``.
+        - Output: ``()``.
+
+    Example:
+        >>> f = torch.zeros(2, 3, 4, 4, requires_grad=True)
+        >>> y = torch.zeros(2, 4, 4, dtype=torch.long)
+        >>> pixel_to_anchor_loss(f, y, torch.ones(1, 3)).item()
+        1.0
+    """
+    if features.dim() == 2:
+        features = features[:, :, None, None]  # (B, D, 1, 1)
+        labels = labels[:, None, None]  # (B, 1, 1)
+        valid = None if valid is None else valid[:, None, None]
+    if valid is None:
+        valid = torch.ones_like(labels, dtype=torch.bool)
+    safe_labels = torch.where(valid, labels, torch.zeros_like(labels)).long()  # (B, h, w)
+    count = valid.sum()
+    # 1 / (D * N_valid) per valid pixel; 0 elsewhere and when nothing is valid.
+    weights = valid.float() / (count.clamp(min=1) * features.shape[1]).float()  # (B, h, w)
+    return _PixelToAnchorMSE.apply(features, safe_labels, weights, anchors.detach().float())

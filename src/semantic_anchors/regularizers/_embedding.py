@@ -1,0 +1,86 @@
+"""The trainable anchor embedding ``h_psi`` and how anchors go through a user's classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+class AnchorEmbedding(nn.Module):
+    """``h_psi``: maps the pre-defined anchors ``(C, D)`` into the semantic space ``(C, D)``.
+
+    ``dense=True`` follows the authors' segmentation code: two ``Linear-BN-ReLU`` blocks and a
+    ``1x1 Conv(no bias)-BN-ReLU``; ``dense=False`` (classification) uses two ``Linear-BN-ReLU``.
+    Batch norm sees the ``C`` anchors as its batch.
+
+    Shape:
+        - Input: ``(C, D)``.
+        - Output: ``(C, D)``.
+    """
+
+    def __init__(self, feat_dim: int, dense: bool = True) -> None:
+        super().__init__()
+        d = feat_dim
+        self.linear = nn.Sequential(
+            nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
+            nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
+        )  # fmt: skip
+        self.conv: nn.Sequential | None = None
+        if dense:
+            self.conv = nn.Sequential(
+                nn.Conv2d(d, d, kernel_size=1, bias=False), nn.BatchNorm2d(d), nn.ReLU(inplace=True)
+            )
+            # The authors' ConvModule initialises its conv with Kaiming (fan_out, ReLU).
+            nn.init.kaiming_normal_(self.conv[0].weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, anchors: torch.Tensor) -> torch.Tensor:
+        x = self.linear(anchors)  # (C, D)
+        if self.conv is not None:
+            x = self.conv(x[:, :, None, None])[:, :, 0, 0]  # (C, D)
+        return x
+
+
+def _parameter_dtype(module: object) -> torch.dtype | None:
+    if isinstance(module, nn.Module):
+        for param in module.parameters():
+            return param.dtype
+    return None
+
+
+def classify_anchors(
+    classifier: Callable[[torch.Tensor], torch.Tensor], embedded: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Run the model's own classifier on the embedded anchors and return ``(C, C)`` float logits.
+
+    ``nn.Conv2d`` classifiers get ``(C, D, 1, 1)``, anything else ``(C, D)``. The anchors are cast
+    to the classifier's parameter dtype (a model kept in bf16) and the logits back to float32.
+
+    Raises:
+        ValueError: the classifier expects another input width or does not return ``C`` logits
+            per anchor.
+    """
+    feat_dim = embedded.shape[1]
+    expected_in = getattr(classifier, "in_channels", getattr(classifier, "in_features", None))
+    if isinstance(expected_in, int) and expected_in != feat_dim:
+        raise ValueError(
+            f"`classifier` takes {expected_in} input features but the regularizer was built with "
+            f"feat_dim={feat_dim}: pass the model's final classifier, or fix feat_dim"
+        )
+    dtype = _parameter_dtype(classifier)
+    x = embedded if dtype is None else embedded.to(dtype)  # (C, D)
+    if isinstance(classifier, nn.Conv2d):
+        logits = classifier(x[:, :, None, None])  # (C, C, 1, 1)
+    else:
+        logits = classifier(x)  # (C, C) or (C, C, 1, 1)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"`classifier` must return a tensor, got {type(logits).__name__}")
+    logits = logits.reshape(logits.shape[0], -1) if logits.dim() > 2 else logits
+    if tuple(logits.shape) != (num_classes, num_classes):
+        raise ValueError(
+            f"`classifier` must map the ({num_classes}, {feat_dim}) anchors to "
+            f"({num_classes}, {num_classes}) logits (num_classes outputs), got "
+            f"{tuple(logits.shape)}"
+        )
+    return logits.float()  # (C, C)
