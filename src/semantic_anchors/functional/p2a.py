@@ -8,9 +8,9 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["resize_labels", "pixel_to_anchor_loss"]
 
-# Elements of one chunk's float32 temporaries (16 MiB): bounds the extra memory of the loss
+# Elements of one chunk's float32 temporaries (4 MiB): bounds the extra memory of the loss
 # independently of batch size, resolution and number of classes.
-_CHUNK_ELEMENTS = 1 << 22
+_CHUNK_ELEMENTS = 1 << 20
 
 
 def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -29,9 +29,21 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized[:, 0].long()  # (B, h, w)
 
 
-def _chunks(batch: int, per_item: int) -> list[tuple[int, int]]:
-    step = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
-    return [(start, min(start + step, batch)) for start in range(0, batch, step)]
+def _chunks(features: torch.Tensor) -> list[tuple[int, int, int]]:
+    """``(image, row_start, row_stop)`` blocks of at most ``_CHUNK_ELEMENTS`` feature values."""
+    batch, dim, height, width = features.shape
+    rows = max(1, _CHUNK_ELEMENTS // max(dim * width, 1))
+    return [
+        (b, start, min(start + rows, height))
+        for b in range(batch)
+        for start in range(0, height, rows)
+    ]
+
+
+def _gather(anchors_t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``A[y]`` laid out like the features: ``(D, C)`` and ``(r, w)`` labels give ``(D, r, w)``."""
+    picked = torch.index_select(anchors_t, 1, labels.reshape(-1))  # (D, r*w) contiguous
+    return picked.view(anchors_t.shape[0], *labels.shape)  # (D, r, w)
 
 
 class _PixelToAnchorMSE(torch.autograd.Function):
@@ -44,29 +56,30 @@ class _PixelToAnchorMSE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features, labels, weights, anchors):  # noqa: D102
         # features (B, D, h, w) any float dtype; labels (B, h, w) long in [0, C); weights (B, h, w)
-        ctx.save_for_backward(features, labels, weights, anchors)
-        total = features.new_zeros((), dtype=torch.float32)
-        per_item = features[0].numel()
-        for start, stop in _chunks(features.shape[0], per_item):
-            f = features[start:stop].float()  # (b, D, h, w)
-            target = anchors[labels[start:stop]].permute(0, 3, 1, 2)  # (b, D, h, w) view
-            sq = (f - target).square_().sum(dim=1)  # (b, h, w)
-            total = total + (sq * weights[start:stop]).sum()
+        # (D, C) in at least float32: gathers come out channel-major, like the features.
+        compute_dtype = torch.promote_types(features.dtype, torch.float32)
+        anchors_t = anchors.t().to(compute_dtype).contiguous()
+        ctx.save_for_backward(features, labels, weights, anchors_t)
+        total = features.new_zeros((), dtype=compute_dtype)
+        for b, r0, r1 in _chunks(features):
+            diff = _gather(anchors_t, labels[b, r0:r1])  # (D, r, w) the only temporary
+            diff.sub_(features[b, :, r0:r1])  # (D, r, w) a - f
+            sq = diff.square_().sum(dim=0)  # (r, w)
+            total = total + (sq * weights[b, r0:r1]).sum()
         return total
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):  # noqa: D102
-        features, labels, weights, anchors = ctx.saved_tensors
+        features, labels, weights, anchors_t = ctx.saved_tensors
         grad_features = None
         if ctx.needs_input_grad[0]:
             grad_features = torch.empty_like(features)  # (B, D, h, w)
-            per_item = features[0].numel()
-            for start, stop in _chunks(features.shape[0], per_item):
-                target = anchors[labels[start:stop]].permute(0, 3, 1, 2)  # (b, D, h, w)
-                scale = (2.0 * grad_output) * weights[start:stop, None]  # (b, 1, h, w)
-                diff = features[start:stop].float() - target  # (b, D, h, w)
-                grad_features[start:stop] = diff.mul_(scale)
+            for b, r0, r1 in _chunks(features):
+                scale = (-2.0 * grad_output) * weights[b, r0:r1]  # (r, w)
+                diff = _gather(anchors_t, labels[b, r0:r1])  # (D, r, w)
+                diff.sub_(features[b, :, r0:r1])  # (D, r, w) a - f
+                grad_features[b, :, r0:r1] = diff.mul_(scale)  # 2 w (f - a)
         return grad_features, None, None, None
 
 
@@ -79,7 +92,8 @@ def pixel_to_anchor_loss(
     """Mean over valid pixels of the mean over channels of ``(f - A[y])^2`` (paper Eq. 4).
 
     The anchors receive no gradient (they are targets); the features do. The loss is computed in
-    float32 whatever the feature dtype, and is exactly ``0`` (finite, with a zero gradient) when no
+    float32 for float32 and lower-precision (bf16 / fp16) features, in float64 for float64
+    features, and is exactly ``0`` (finite, with a zero gradient) when no
     pixel is valid.
 
     Args:
@@ -90,7 +104,7 @@ def pixel_to_anchor_loss(
         valid: optional boolean mask shaped like ``labels``; all pixels when ``None``.
 
     Returns:
-        A float32 scalar tensor.
+        A scalar tensor (float32, or float64 for float64 features).
 
     Shape:
         - features: ``(B, D, h, w)`` or ``(B, D)``.
@@ -112,6 +126,7 @@ def pixel_to_anchor_loss(
         valid = torch.ones_like(labels, dtype=torch.bool)
     safe_labels = torch.where(valid, labels, torch.zeros_like(labels)).long()  # (B, h, w)
     count = valid.sum()
+    compute_dtype = torch.promote_types(features.dtype, torch.float32)
     # 1 / (D * N_valid) per valid pixel; 0 elsewhere and when nothing is valid.
-    weights = valid.float() / (count.clamp(min=1) * features.shape[1]).float()  # (B, h, w)
-    return _PixelToAnchorMSE.apply(features, safe_labels, weights, anchors.detach().float())
+    weights = valid.to(compute_dtype) / (count.clamp(min=1) * features.shape[1])  # (B, h, w)
+    return _PixelToAnchorMSE.apply(features, safe_labels, weights, anchors.detach())
