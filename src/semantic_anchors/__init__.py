@@ -9,7 +9,11 @@ Three lines in any training loop::
 from semantic_anchors.anchors import make_anchors
 from semantic_anchors.hooks import FeatureCapture, find_classifier
 from semantic_anchors.regularizers import (
+    CenterLossRegularizer,
+    ClassAwareRegularizer,
+    ETFDotRegressionRegularizer,
     FixedAnchorRegularizer,
+    PrototypeRegularizer,
     Regularizer,
     SemanticAnchorRegularizer,
 )
@@ -17,8 +21,12 @@ from semantic_anchors.regularizers import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "CenterLossRegularizer",
+    "ClassAwareRegularizer",
+    "ETFDotRegressionRegularizer",
     "FeatureCapture",
     "FixedAnchorRegularizer",
+    "PrototypeRegularizer",
     "Regularizer",
     "SemanticAnchorRegularizer",
     "__version__",
