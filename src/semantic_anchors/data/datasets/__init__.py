@@ -1,0 +1,1 @@
+"""Dataset classes; each module registers its names with :mod:`semantic_anchors.data.registry`."""
