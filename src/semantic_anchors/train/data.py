@@ -1,0 +1,180 @@
+"""Data loading whose order and augmentation are a pure function of ``(seed, step)``.
+
+That is what makes a resumed run identical to a straight one: the training batch of step ``k`` on
+rank ``r`` is computed from the seed, ``k`` and ``r`` alone, and every sample's augmentation is
+seeded from its position in the stream, not from a worker's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from semantic_anchors.data import build_dataset, build_transforms
+
+__all__ = ["AnchorDataModule", "SeededDataset", "ShardSampler", "StepBatchSampler"]
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Endless training batches; batch ``k`` of rank ``r`` depends only on ``(seed, k, r)``.
+
+    The stream of positions ``0, 1, 2, ...`` walks through a fresh permutation of the dataset per
+    pass; each rank takes its own contiguous slice of every global batch. Items are
+    ``(dataset index, sample seed)``.
+
+    Args:
+        num_items: dataset length.
+        batch_size: per-rank batch size.
+        seed: experiment seed.
+        start_step: a callable returning the step to start from (read when iteration starts,
+            i.e. after a checkpoint was restored).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: Callable[[], int] = lambda: 0,
+    ) -> None:
+        if num_items <= 0:
+            raise ValueError(f"the training dataset is empty (num_items={num_items})")
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.rank, self.world_size, self.start_step = rank, world_size, start_step
+        self._perm_cache: dict[int, torch.Tensor] = {}
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perm_cache:
+            self._perm_cache = {epoch: torch.randperm(
+                self.num_items, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            )}  # fmt: skip
+        return self._perm_cache[epoch]
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        """The ``(index, sample_seed)`` pairs of training step ``step`` on this rank."""
+        first = (step * self.world_size + self.rank) * self.batch_size
+        out = []
+        for position in range(first, first + self.batch_size):
+            epoch, offset = divmod(position, self.num_items)
+            sample_seed = (self.seed * 1_000_003 + position) % 2**31
+            out.append((int(self._permutation(epoch)[offset]), sample_seed))
+        return out
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = int(self.start_step())
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation indices ``rank, rank + world, ...``: no padding, so no sample counts twice."""
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = list(range(rank, num_items, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class SeededDataset(Dataset):
+    """Applies ``transform`` with the RNGs seeded per sample (``(index, seed)`` items).
+
+    Plain integer indices are served with the transform as it is (evaluation).
+    """
+
+    def __init__(self, dataset: Any, transform: Callable | None) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: int | tuple[int, int]):
+        if isinstance(item, tuple):
+            index, seed = item
+            with torch.random.fork_rng(devices=[]):
+                # The project's transforms re-seed their python / albumentations generators from
+                # torch.initial_seed(), so this makes the augmentation a function of `seed`.
+                torch.manual_seed(seed)
+                image, target = self.dataset[index]
+                return self.transform(image, target) if self.transform else (image, target)
+        image, target = self.dataset[item]
+        return self.transform(image, target) if self.transform else (image, target)
+
+
+class AnchorDataModule(L.LightningDataModule):
+    """Builds the datasets and loaders of a config's ``data`` section."""
+
+    def __init__(self, data_config: dict, seed: int) -> None:
+        super().__init__()
+        self.cfg, self.seed = data_config, seed
+        self.train_set = self._build("train", self.cfg["train_options"])
+        self.val_set = self._build(self.cfg["val_split"], self.cfg["val_options"])
+        info = self.train_set
+        self.task, self.num_classes = info.task, info.num_classes
+        self.in_channels, self.class_names = info.in_channels, list(info.class_names)
+        self.groups = {k: list(v) for k, v in info.groups.items()}
+        self.class_frequencies = [float(v) for v in info.class_frequencies]
+        self.ignore_index = getattr(info, "ignore_index", 255)
+
+    def _build(self, split: str, extra: dict):
+        options = {**self.cfg["options"], **extra}
+        return build_dataset(self.cfg["name"], root=self.cfg["root"], split=split, **options)
+
+    def _transform(self, split: str):
+        ds = self.train_set
+        kwargs = {"mean": ds.mean, "std": ds.std, **self.cfg["transforms"]}
+        if split == "train" and ds.task == "segmentation":
+            crop = self.cfg["crop_size"]
+            if crop is None:
+                image, _ = ds[0]
+                crop = list(image.shape[-2:])
+            kwargs["crop_size"] = crop
+        elif self.cfg["crop_size"] is not None and ds.task == "classification":
+            kwargs["crop_size"] = self.cfg["crop_size"]
+        return build_transforms(ds.task, "train" if split == "train" else "val", **kwargs)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _loader_kwargs(self) -> dict:
+        workers = int(self.cfg["num_workers"])
+        return {
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "pin_memory": torch.cuda.is_available(),
+            # An own generator: creating an iterator never consumes the global RNG.
+            "generator": torch.Generator().manual_seed(self.seed),
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        trainer = getattr(self, "trainer", None)
+        sampler = StepBatchSampler(
+            len(self.train_set), int(self.cfg["batch_size"]), self.seed, rank, world,
+            start_step=(lambda: trainer.global_step) if trainer is not None else (lambda: 0),
+        )  # fmt: skip
+        dataset = SeededDataset(self.train_set, self._transform("train"))
+        return DataLoader(dataset, batch_sampler=sampler, **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        dataset = SeededDataset(self.val_set, self._transform("val"))
+        return DataLoader(
+            dataset,
+            batch_size=int(self.cfg["val_batch_size"]),
+            sampler=ShardSampler(len(self.val_set), rank, world),
+            **self._loader_kwargs(),
+        )

@@ -1,0 +1,185 @@
+"""The LightningModule: any registered model + any regularizer + any loss, one config."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from semantic_anchors.inference import predict_logits
+from semantic_anchors.losses import build_loss
+from semantic_anchors.metrics import ClassificationMetrics, SegmentationMetrics
+from semantic_anchors.models import create_model
+from semantic_anchors.regularizers.registry import build_regularizer
+from semantic_anchors.train.checkpoint import capture_rng, restore_rng
+
+__all__ = ["AnchorModule"]
+
+
+def _options(section: dict) -> tuple[str, dict]:
+    options = dict(section)
+    return options.pop("name"), options
+
+
+class AnchorModule(L.LightningModule):
+    """Trains ``model`` with ``loss`` + ``aux_loss_weight * aux loss`` + ``regularizer``.
+
+    Args:
+        config: the resolved experiment config (see :mod:`semantic_anchors.train.config`).
+        data_info: ``task``, ``num_classes``, ``in_channels``, ``class_names``, ``groups``,
+            ``class_frequencies`` and ``ignore_index`` of the training set.
+    """
+
+    def __init__(self, config: dict, data_info: dict) -> None:
+        super().__init__()
+        self.config, self.data_info = config, data_info
+        self.task = data_info["task"]
+        self.num_classes = data_info["num_classes"]
+        self.ignore_index = data_info["ignore_index"]
+        model_name, model_options = _options(config["model"])
+        model_options.setdefault("in_channels", data_info["in_channels"])
+        self.model = create_model(model_name, num_classes=self.num_classes, **model_options)
+        expected_dense = self.task == "segmentation"
+        if bool(self.model.dense) != expected_dense:
+            raise ValueError(
+                f"model {model_name!r} is a {'segmentation' if self.model.dense else 'classification'}"
+                f" model but dataset {config['data']['name']!r} is a {self.task} dataset"
+            )
+        reg_name, reg_options = _options(config["regularizer"])
+        self.regularizer = build_regularizer(
+            reg_name, self.num_classes, self.model.feat_dim, dense=self.model.dense, **reg_options
+        )
+        loss_name, loss_options = _options(config["loss"])
+        self.criterion = build_loss(
+            loss_name, num_classes=self.num_classes,
+            class_frequencies=data_info["class_frequencies"], ignore_index=self.ignore_index,
+            **loss_options,
+        )  # fmt: skip
+        groups = data_info["groups"]
+        if self.task == "segmentation":
+            self.val_metrics = SegmentationMetrics(self.num_classes, self.ignore_index, groups)
+        else:
+            self.val_metrics = ClassificationMetrics(self.num_classes, groups)
+        self.monitor = "val/mIoU" if self.task == "segmentation" else "val/top1"
+        self.last_val: dict[str, Any] | None = None
+        self.rank_checksums: list[list[float]] | None = None
+
+    # ----------------------------------------------------------------- training
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        if hasattr(self.criterion, "set_step"):  # losses with a schedule (LDAM's deferred weights)
+            self.criterion.set_step(self.global_step)
+        out = self.model.forward_train(images)
+        loss_main = self.criterion(out.logits, targets)
+        loss = loss_main
+        logs = {"train/loss_main": loss_main.detach()}
+        if out.aux_logits is not None and self.model.aux_loss_weight > 0:
+            loss_aux_head = self.criterion(out.aux_logits, targets)
+            loss = loss + self.model.aux_loss_weight * loss_aux_head
+            logs["train/loss_aux_head"] = loss_aux_head.detach()
+        if self.regularizer is not None:
+            reg = self.regularizer(out.features, targets, self.model.classifier)
+            loss = loss + reg
+            logs["train/loss_reg"] = reg.detach()
+            every = max(1, int(self.config["trainer"]["log_every"]))
+            if self.global_step % every == 0:  # reading the stats syncs: only when logged
+                for key, value in self.regularizer.last_stats.items():
+                    logs[f"reg/{key}"] = float(value)
+        logs["train/loss"] = loss.detach()
+        self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False)
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        return loss
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        cfg = self.config["eval"]
+        return predict_logits(
+            self.model, images, cfg["mode"], num_classes=self.num_classes,
+            crop_size=cfg["crop_size"], stride=cfg["stride"],
+        )  # fmt: skip
+
+    # ----------------------------------------------------------------- validation
+    def validation_step(self, batch, batch_idx):
+        images, targets = batch
+        self.val_metrics.update(self(images), targets)
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.val_metrics.compute()
+        self.val_metrics.reset()
+        scalars = {k: float(v) for k, v in result.items() if v.dim() == 0}
+        self.log_dict({f"val/{k}": v for k, v in scalars.items()}, sync_dist=False)
+        per_class_key = "IoU" if self.task == "segmentation" else "Acc"
+        self.last_val = {
+            "step": int(self.global_step),
+            **{k: (None if math.isnan(v) else v) for k, v in scalars.items()},
+            per_class_key: [None if math.isnan(v) else float(v) for v in result[per_class_key]],
+        }
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self):
+        cfg = self.config["optimizer"]
+        head_names = ("decode_head", "aux_head", "head", "classifier")
+        head, rest = [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            is_head = name.startswith("regularizer.") or any(
+                f".{h}" in f".{name}" for h in head_names
+            )
+            (head if is_head else rest).append(param)
+        groups = [{"params": rest, "lr": cfg["lr"]}]
+        if head:
+            groups.append({"params": head, "lr": cfg["lr"] * cfg["head_lr_mult"]})
+        name = cfg["name"].lower()
+        if name == "sgd":
+            optimizer = torch.optim.SGD(
+                groups, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
+            )
+        elif name == "adamw":
+            optimizer = torch.optim.AdamW(
+                groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
+            )
+        else:
+            raise ValueError(f"optimizer.name must be 'sgd' or 'adamw', got {cfg['name']!r}")
+        base_lr = cfg["lr"]
+
+        def poly(step: int) -> float:
+            # mmseg's poly: (lr - min_lr) * (1 - t / T) ** p + min_lr, plus optional linear warmup.
+            total = max(1, int(self.config["trainer"]["max_steps"]))
+            factor = (1 - min(step, total) / total) ** cfg["poly_power"]
+            value = ((base_lr - cfg["min_lr"]) * factor + cfg["min_lr"]) / base_lr
+            warm = int(cfg["warmup_steps"])
+            if warm > 0 and step < warm:
+                value *= (step + 1) / warm
+            return max(value, 0.0)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_train_end(self) -> None:
+        """Under DDP, check that every rank ends with the same parameters and buffers."""
+        if self.trainer.world_size <= 1:
+            return
+        sums = torch.stack([t.detach().double().sum() for t in self.state_dict().values()])
+        gathered = self.all_gather(sums.to(self.device))  # (world, n_tensors)
+        self.rank_checksums = gathered.cpu().tolist()
+        if not all(row == self.rank_checksums[0] for row in self.rank_checksums):
+            raise RuntimeError("DDP ranks ended with different parameters or buffers")
+
+    # ----------------------------------------------------------------- checkpoint extras
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["semantic_anchors"] = {
+            "config": self.config, "data_info": self.data_info, "rng": capture_rng(),
+            "last_val": self.last_val,
+        }  # fmt: skip
+        checkpoint.pop("hyper_parameters", None)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("semantic_anchors", {})
+        if "rng" in extra:
+            restore_rng(extra["rng"])
+        self.last_val = extra.get("last_val")
