@@ -1,0 +1,254 @@
+"""Collect a bench folder's runs and reduce them to numbers: mean +- std over seeds, per-class
+means, representation diagnostics and the class-relationship consistency across seeds.
+
+Everything here is plain data (JSON-ready dicts); :mod:`semantic_anchors.bench.report` renders it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from semantic_anchors.bench.diagnostics import DEFAULT_SETTINGS, load_diagnostics
+from semantic_anchors.metrics import relationship_consistency
+
+__all__ = [
+    "CLASSIFICATION_KEYS",
+    "DIAGNOSTIC_KEYS",
+    "SEGMENTATION_KEYS",
+    "RunRecord",
+    "build_results",
+    "discover_runs",
+    "pairwise_consistency",
+    "summarize_values",
+]
+
+SEGMENTATION_KEYS = ("mIoU", "head_mIoU", "body_mIoU", "tail_mIoU", "mAcc", "aAcc")
+CLASSIFICATION_KEYS = ("top1", "head_Acc", "body_Acc", "tail_Acc", "mAcc")
+DIAGNOSTIC_KEYS = ("mean_compactness", "min_distance", "mean_distance", "fisher_ratio")
+
+
+@dataclass
+class RunRecord:
+    """One run folder of a bench: its metrics (None when unfinished) and diagnostics."""
+
+    dataset: str
+    method: str
+    seed: int
+    path: Path
+    metrics: dict | None
+    diagnostics: dict | None = None
+
+
+def summarize_values(values: list[Any]) -> dict[str, Any]:
+    """``mean``, ``std`` (sample std, ddof=1; NaN for fewer than two values), ``n`` and the finite
+    ``values`` themselves; None / NaN entries are left out."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(finite)
+    mean = float(np.mean(finite)) if n else math.nan
+    std = float(np.std(finite, ddof=1)) if n >= 2 else math.nan
+    return {"mean": mean, "std": std, "n": n, "values": finite}
+
+
+def pairwise_consistency(vectors: list[Any], metric: str = "euclidean") -> dict[str, Any]:
+    """Mean (and std) over every pair of runs of :func:`relationship_consistency` of their class
+    vectors (centres, semantic anchors, ...): how much the runs agree on which classes are close.
+    """
+    import torch
+
+    mats = [torch.as_tensor(v, dtype=torch.float64) for v in vectors if v is not None]
+    values = [
+        float(relationship_consistency(a, b, metric=metric))
+        for a, b in itertools.combinations(mats, 2)
+    ]
+    out = summarize_values(values)
+    out["pairs"] = len(values)
+    return out
+
+
+def _seed_of(path: Path) -> int | None:
+    name = path.name
+    return int(name[4:]) if name.startswith("seed") and name[4:].isdigit() else None
+
+
+def discover_runs(bench_dir: str | Path) -> dict[str, dict[str, list[RunRecord]]]:
+    """``{dataset: {method: [RunRecord per seed]}}`` of ``DIR/runs``, in the order of
+    ``DIR/suite.yaml`` when present (expected seeds without a folder appear with ``metrics=None``),
+    else alphabetically.
+
+    Raises:
+        FileNotFoundError: ``DIR/runs`` does not exist.
+    """
+    bench_dir = Path(bench_dir)
+    runs_dir = bench_dir / "runs"
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"{bench_dir} is not a bench folder: no runs/ inside")
+    suite = _read_suite(bench_dir)
+    found: dict[str, dict[str, dict[int, Path]]] = {}
+    for seed_dir in sorted(runs_dir.glob("*/*/seed*")):
+        seed = _seed_of(seed_dir)
+        if seed is not None and seed_dir.is_dir():
+            dataset, method = seed_dir.parent.parent.name, seed_dir.parent.name
+            found.setdefault(dataset, {}).setdefault(method, {})[seed] = seed_dir
+    if suite:
+        datasets = list(suite.get("datasets", {})) + sorted(
+            set(found) - set(suite.get("datasets", {}))
+        )
+        methods_order = list(suite.get("methods", {}))
+        seeds = list(suite.get("seeds", []))
+    else:
+        datasets, methods_order, seeds = sorted(found), [], []
+    out: dict[str, dict[str, list[RunRecord]]] = {}
+    for dataset in datasets:
+        present = found.get(dataset, {})
+        methods = methods_order + sorted(set(present) - set(methods_order))
+        out[dataset] = {}
+        for method in methods:
+            paths = dict(present.get(method, {}))
+            for seed in seeds:
+                paths.setdefault(seed, runs_dir / dataset / method / f"seed{seed}")
+            out[dataset][method] = [
+                RunRecord(dataset, method, seed, path, _read_metrics(path))
+                for seed, path in sorted(paths.items())
+            ]
+    return out
+
+
+def _read_suite(bench_dir: Path) -> dict:
+    file = bench_dir / "suite.yaml"
+    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
+
+
+def _read_metrics(run_dir: Path) -> dict | None:
+    file = run_dir / "metrics.json"
+    if not file.is_file():
+        return None
+    return json.loads(file.read_text())
+
+
+def _gate_open_fraction(run_dir: Path) -> float | None:
+    from semantic_anchors.viz import load_training_log
+
+    log = load_training_log(run_dir).get("reg/gate_open")
+    return None if log is None or not len(log[1]) else float(np.mean(log[1] > 0.5))
+
+
+def _nan_list(values: list | None, size: int) -> list[float]:
+    if values is None:
+        return [math.nan] * size
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def _method_results(records: list[RunRecord], task: str, num_classes: int) -> dict[str, Any]:
+    done = [r for r in records if r.metrics is not None]
+    keys = SEGMENTATION_KEYS if task == "segmentation" else CLASSIFICATION_KEYS
+    per_class_key = "IoU" if task == "segmentation" else "Acc"
+    out: dict[str, Any] = {
+        "seeds": [r.seed for r in done],
+        "missing_seeds": [r.seed for r in records if r.metrics is None],
+        "metrics": {k: summarize_values([r.metrics.get(k) for r in done]) for k in keys},
+        "train_minutes": summarize_values(
+            [
+                r.metrics["train_seconds"] / 60
+                for r in done
+                if r.metrics.get("train_seconds") is not None
+            ]
+        ),
+    }
+    table = np.array([_nan_list(r.metrics.get(per_class_key), num_classes) for r in done])
+    if len(done):
+        per_class = [summarize_values(list(table[:, c])) for c in range(num_classes)]
+    else:
+        per_class = [summarize_values([]) for _ in range(num_classes)]
+    out["per_class"] = {
+        "mean": [s["mean"] for s in per_class], "std": [s["std"] for s in per_class],
+        "n": [s["n"] for s in per_class],
+    }  # fmt: skip
+    diags = [r.diagnostics for r in done if r.diagnostics is not None]
+    out["diagnostics"] = {k: summarize_values([d.get(k) for d in diags]) for k in DIAGNOSTIC_KEYS}
+    out["diagnostics_runs"] = len(diags)
+    out["consistency"] = {"centres": pairwise_consistency([d["centers"] for d in diags])}
+    vectors = [
+        d.get("regularizer_vectors") for d in diags if d.get("regularizer_vectors") is not None
+    ]
+    if vectors:
+        out["consistency"]["regularizer_vectors"] = pairwise_consistency(vectors)
+        out["consistency"]["regularizer_vectors"]["name"] = diags[0].get(
+            "regularizer_vectors_name", ""
+        )
+    gates = [_gate_open_fraction(r.path) for r in done]
+    if any(g is not None for g in gates):
+        out["gate_open"] = summarize_values(gates)
+    return out
+
+
+def build_results(
+    bench_dir: str | Path,
+    *,
+    diagnostics: bool = True,
+    recompute: bool = False,
+    max_images: int = DEFAULT_SETTINGS["max_images"],
+    samples_per_class: int = DEFAULT_SETTINGS["samples_per_class"],
+    echo=None,
+) -> tuple[dict[str, Any], dict[str, dict[str, list[RunRecord]]]]:
+    """Everything the report shows, as a JSON-ready dict, plus the run records (with diagnostics).
+
+    Diagnostics are computed for finished runs that have a checkpoint and cached in
+    ``RUN/diagnostics.pt`` (see :func:`~semantic_anchors.bench.diagnostics.load_diagnostics`).
+
+    Raises:
+        FileNotFoundError: ``bench_dir`` has no ``runs/``.
+    """
+    bench_dir = Path(bench_dir)
+    runs = discover_runs(bench_dir)
+    suite = _read_suite(bench_dir)
+    info_file = bench_dir / "bench.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    results: dict[str, Any] = {
+        "suite": suite.get("name", bench_dir.name),
+        "description": suite.get("description", ""),
+        "seeds": suite.get("seeds"),
+        "invocations": info.get("invocations", []),
+        "datasets": {},
+    }
+    for dataset, methods in runs.items():
+        records = [r for rs in methods.values() for r in rs]
+        first = next((r.metrics for r in records if r.metrics is not None), None)
+        if first is None:
+            results["datasets"][dataset] = {"methods": {}, "task": None}
+            continue
+        if diagnostics:
+            for record in records:
+                if record.metrics is None:
+                    continue
+                if echo is not None and not (record.path / "diagnostics.pt").is_file():
+                    echo(f"diagnostics of {record.dataset}/{record.method}/seed{record.seed} ...")
+                record.diagnostics = load_diagnostics(
+                    record.path, recompute=recompute, max_images=max_images,
+                    samples_per_class=samples_per_class,
+                )  # fmt: skip
+        task = "segmentation" if "mIoU" in first else "classification"
+        class_names = list(first.get("class_names") or [])
+        recipe = suite.get("datasets", {}).get(dataset, {}).get("recipe")
+        results["datasets"][dataset] = {
+            "task": task,
+            "recipe": recipe,
+            "primary": "mIoU" if task == "segmentation" else "top1",
+            "per_class_key": "IoU" if task == "segmentation" else "Acc",
+            "class_names": class_names,
+            "class_frequencies": list(first.get("class_frequencies") or [1.0] * len(class_names)),
+            "groups": first.get("groups") or {},
+            "steps": first.get("steps"),
+            "methods": {
+                method: _method_results(rs, task, len(class_names))
+                for method, rs in methods.items()
+            },
+        }
+    return results, runs

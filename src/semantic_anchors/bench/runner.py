@@ -1,0 +1,283 @@
+"""Run a suite: one ``semantic-anchors train`` subprocess per (dataset, method, seed), in parallel.
+
+Run folders are ``DIR/runs/<dataset>/<method>/seed<k>``. A run with ``metrics.json`` is finished
+and skipped; one with ``checkpoints/last.ckpt`` but no ``metrics.json`` was interrupted and is
+continued with ``--resume``; anything else starts fresh. So ``bench`` can be stopped and started
+again at any time. Runs are ordered seed first, so an interrupted suite has whole seeds done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from semantic_anchors.bench._processes import execute_all
+from semantic_anchors.bench.suite import Suite, evaluate_expression, split_derived
+
+__all__ = [
+    "RunResult",
+    "RunSpec",
+    "cpu_cores",
+    "expand_runs",
+    "record_invocation",
+    "resolve_overrides",
+    "run_state",
+    "run_suite",
+    "summarize",
+    "train_command",
+]
+
+# Keys that do not change what a run computes (data order does not depend on workers).
+_IGNORED_DIFFERENCES = {"trainer.progress_bar", "data.num_workers"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of a suite."""
+
+    dataset: str
+    method: str
+    seed: int
+    recipe: str
+    overrides: tuple[str, ...]  # suite overrides in order; ``${...}`` values not yet evaluated
+    run_dir: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.method}/seed{self.seed}"
+
+
+@dataclass
+class RunResult:
+    """What happened to one run: ``skipped`` (finished before), ``trained``, ``resumed``,
+    ``failed`` or ``planned`` (dry run)."""
+
+    spec: RunSpec
+    status: str
+    seconds: float = 0.0
+    returncode: int | None = None
+    error_tail: str = ""
+    command: str = ""
+    stale: list[str] = field(default_factory=list)  # config keys that differ from the suite now
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def expand_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
+    """Every (dataset, method, seed) of ``suite`` with its run folder, ordered seed first.
+
+    Overrides apply in this order: the suite's ``set``, the dataset's, the method's (the command
+    line's ``--set`` is part of the suite's, see :meth:`Suite.with_overrides`).
+    """
+    runs_dir = Path(out_dir) / "runs"
+    return [
+        RunSpec(
+            dataset=dataset,
+            method=method,
+            seed=seed,
+            recipe=entry.recipe,
+            overrides=(*suite.overrides, *entry.overrides, *method_entry.overrides),
+            run_dir=runs_dir / dataset / method / f"seed{seed}",
+        )  # fmt: skip
+        for seed in suite.seeds
+        for dataset, entry in suite.datasets.items()
+        for method, method_entry in suite.methods.items()
+    ]
+
+
+def run_state(run_dir: str | Path) -> str:
+    """``"done"`` (metrics.json), ``"resume"`` (a checkpoint, no metrics) or ``"new"``."""
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.json").is_file():
+        return "done"
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "resume"
+    return "new"
+
+
+def _final_overrides(spec: RunSpec, derived: list[str]) -> list[str]:
+    return [*derived, f"seed={spec.seed}", "trainer.progress_bar=false"]
+
+
+def resolve_overrides(spec: RunSpec) -> tuple[list[str], dict]:
+    """The exact ``--set`` list of a run (``${...}`` values computed) and its resolved config.
+
+    Raises:
+        FileNotFoundError: the recipe does not exist.
+        ValueError: an unknown config key, a malformed override or a bad ``${...}`` expression.
+    """
+    from semantic_anchors.train.config import load_config  # imports Lightning: only when running
+
+    plain, derived = split_derived(spec.overrides)
+    where = f"run {spec.key}"
+    try:
+        config = load_config(spec.recipe, [*plain, *_final_overrides(spec, [])])
+        values = [f"{key}={evaluate_expression(expr, config)}" for key, expr in derived]
+        overrides = [*plain, *_final_overrides(spec, values)]
+        return overrides, load_config(spec.recipe, overrides)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
+
+
+def train_command(spec: RunSpec, overrides: list[str], resume: bool) -> list[str]:
+    """The ``semantic-anchors train`` arguments (after the program name) of a run."""
+    if resume:
+        return ["train", "--resume", str(spec.run_dir), "--set", *overrides]
+    return ["train", spec.recipe, "--out", str(spec.run_dir), "--set", *overrides]
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, dict):
+        return {prefix: config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and key != "options" and value:
+            out.update(_flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def _differences(run_dir: Path, expected: dict) -> list[str]:
+    """Config keys in which a finished run differs from what the suite asks for now."""
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    old, new = _flatten(saved), _flatten(yaml.safe_load(yaml.safe_dump(expected)))
+    keys = sorted((set(old) | set(new)) - _IGNORED_DIFFERENCES)
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def run_suite(
+    suite: Suite,
+    out_dir: str | Path,
+    *,
+    jobs: int | None = None,
+    dry_run: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> list[RunResult]:
+    """Train every run of ``suite`` that is not finished yet, ``jobs`` at a time.
+
+    Each subprocess gets ``OMP_NUM_THREADS = max(1, cores // min(jobs, runs to do))``:
+    oversubscribed OpenMP threads make CPU training many times slower. A failed run leaves
+    ``RUN/error.log`` (command, return code, stderr tail); the others go on. All configs are
+    resolved before anything starts, so a typo in the suite fails at once.
+
+    Args:
+        suite: a loaded suite (with the command line's ``--set`` already added).
+        out_dir: the bench folder.
+        jobs: parallel runs (default: the CPU core count).
+        dry_run: resolve and return the plan (status ``planned`` / ``skipped``), run nothing.
+        echo: where plan lines go (default: print).
+
+    Returns:
+        One :class:`RunResult` per run, in suite order.
+
+    Raises:
+        ValueError / FileNotFoundError: a bad recipe, override or ``${...}`` expression.
+    """
+    echo = echo or print
+    jobs = cpu_cores() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs: expected an int >= 1, received {jobs}")
+    specs = expand_runs(suite, out_dir)
+    results: dict[str, RunResult] = {}
+    todo: list[tuple[RunSpec, list[str], str]] = []
+    for spec in specs:
+        overrides, config = resolve_overrides(spec)
+        state = run_state(spec.run_dir)
+        if state == "done":
+            stale = _differences(spec.run_dir, config)
+            results[spec.key] = RunResult(spec, "skipped", stale=stale)
+            continue
+        args = train_command(spec, overrides, resume=state == "resume")
+        status = "resumed" if state == "resume" else "trained"
+        todo.append((spec, args, status))
+        if dry_run:
+            cmd = shlex.join(["semantic-anchors", *args])
+            results[spec.key] = RunResult(spec, "planned", command=cmd)
+    jobs = max(1, min(jobs, len(todo)))  # fewer runs than jobs: give each more threads
+    threads = max(1, cpu_cores() // jobs)
+    skipped = sum(r.status == "skipped" for r in results.values())
+    echo(
+        f"suite {suite.name!r}: {len(specs)} runs ({len(suite.datasets)} datasets x "
+        f"{len(suite.methods)} methods x {len(suite.seeds)} seeds), {skipped} finished before, "
+        f"{len(todo)} to run with {jobs} parallel job(s) x {threads} thread(s)"
+    )
+    for result in results.values():
+        if result.stale:
+            echo(
+                f"warning: {result.spec.run_dir} finished with a different config than the suite "
+                f"now gives ({'; '.join(result.stale[:4])}); delete the folder to retrain it"
+            )
+    if dry_run:
+        for _, args, _ in todo:
+            echo("  " + shlex.join(["semantic-anchors", *args]))
+        return [results[s.key] for s in specs]
+    if todo:
+        execute_all(suite.name, todo, jobs, threads, results)
+    return [results[s.key] for s in specs]
+
+
+def summarize(results: list[RunResult]) -> str:
+    """A plain-text summary: counts, then each failure with the end of its stderr."""
+    counts: dict[str, int] = {}
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    order = ("trained", "resumed", "skipped", "planned", "failed")
+    lines = [", ".join(f"{counts[k]} {k}" for k in order if k in counts)]
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        lines.append(f"{len(failed)} run(s) failed:")
+        for result in failed:
+            last = [line for line in result.error_tail.splitlines() if line.strip()][-3:]
+            lines.append(f"  {result.spec.key}: return code {result.returncode}, "
+                         f"{result.spec.run_dir / 'error.log'}")  # fmt: skip
+            lines.extend(f"    | {line}" for line in last)
+    return "\n".join(lines)
+
+
+def record_invocation(suite: Suite, out_dir: str | Path, command: str) -> None:
+    """Write ``DIR/suite.yaml`` (the suite as run) and append ``command`` to ``DIR/bench.json``.
+
+    Raises:
+        ValueError: ``out_dir`` already holds a bench of another suite.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suite_file = out_dir / "suite.yaml"
+    if suite_file.is_file():
+        previous = (yaml.safe_load(suite_file.read_text()) or {}).get("name")
+        if previous not in (None, suite.name):
+            raise ValueError(
+                f"--out {out_dir} holds a bench of suite {previous!r}, not {suite.name!r}; "
+                f"choose another --out"
+            )
+    suite_file.write_text(yaml.safe_dump(suite.to_dict(), sort_keys=False))
+    info_file = out_dir / "bench.json"
+    info: dict[str, Any] = {"suite": suite.name, "invocations": []}
+    if info_file.is_file():
+        info = json.loads(info_file.read_text())
+    info["suite"] = suite.name
+    if suite.path is not None:
+        info["suite_file"] = str(suite.path)
+    info.setdefault("invocations", []).append(
+        {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command}
+    )
+    info_file.write_text(json.dumps(info, indent=2))

@@ -1,0 +1,334 @@
+"""Benchmark suites: datasets x methods x seeds, read from YAML and checked before anything runs.
+
+A suite file (``recipes/bench/NAME.yaml`` or any path)::
+
+    name: quick                         # optional, default: the file name
+    description: what the suite shows   # optional
+    seeds: [0, 1]
+    set: [trainer.max_steps=60]         # optional, applied to every run
+    datasets:
+      synthlt: {recipe: synthlt-fcn-quick, set: ["data.options={num_images: 200}"]}
+    methods:
+      none: {set: [regularizer.name=none]}
+      sar: {set: [regularizer.name=sar]}
+
+Overrides are ``--set`` strings of the training config. A value written ``${expression}`` is
+derived from the run's resolved config, e.g.
+``loss.drw_start_step=${int(0.8 * trainer.max_steps)}``, so a suite follows a recipe whose step
+count is retuned (see :func:`evaluate_expression`).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "SUITES_DIR",
+    "DatasetEntry",
+    "MethodEntry",
+    "Suite",
+    "evaluate_expression",
+    "list_suites",
+    "load_suite",
+    "resolve_suite_path",
+    "split_derived",
+]
+
+SUITES_DIR = Path(__file__).resolve().parents[3] / "recipes" / "bench"
+
+SUITE_KEYS = ("name", "description", "seeds", "set", "datasets", "methods")
+DATASET_KEYS = ("recipe", "set", "description")
+METHOD_KEYS = ("set", "description")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_DERIVED = re.compile(r"^\$\{(.+)\}$")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset of a suite: a training recipe plus overrides."""
+
+    recipe: str
+    overrides: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method of a suite: overrides applied on top of each dataset's recipe."""
+
+    overrides: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass
+class Suite:
+    """A validated suite (see the module docstring for the YAML form)."""
+
+    name: str
+    datasets: dict[str, DatasetEntry]
+    methods: dict[str, MethodEntry]
+    seeds: list[int]
+    overrides: tuple[str, ...] = ()
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+    def with_overrides(self, extra: list[str] | tuple[str, ...]) -> Suite:
+        """A copy whose global overrides end with ``extra`` (e.g. the command line's ``--set``)."""
+        out = copy.copy(self)
+        out.overrides = (*self.overrides, *_check_overrides(list(extra), "--set"))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form (what ``DIR/suite.yaml`` of a bench folder holds)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "seeds": list(self.seeds),
+            "set": list(self.overrides),
+            "datasets": {
+                key: {"recipe": d.recipe, "set": list(d.overrides), "description": d.description}
+                for key, d in self.datasets.items()
+            },
+            "methods": {
+                key: {"set": list(m.overrides), "description": m.description}
+                for key, m in self.methods.items()
+            },
+        }
+
+
+def list_suites() -> list[str]:
+    """Names of the suites shipped in ``recipes/bench/``."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
+
+
+def resolve_suite_path(suite: str | Path) -> Path:
+    """A suite name from ``recipes/bench/`` (with or without ``.yaml``) or a YAML path.
+
+    Raises:
+        FileNotFoundError: neither exists (the message lists the shipped suites).
+    """
+    path = Path(suite)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = SUITES_DIR / f"{path.stem}.yaml"
+    if path.parent == Path(".") and candidate.is_file():
+        return candidate
+    names = list_suites()
+    close = difflib.get_close_matches(str(suite), names, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise FileNotFoundError(
+        f"suite {str(suite)!r} is neither a YAML file nor a name in {SUITES_DIR}.{hint} "
+        f"Available: {names}"
+    )
+
+
+def _unknown_keys(data: dict, valid: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        hints = [
+            f"{key!r} (did you mean {difflib.get_close_matches(key, valid, n=1)[0]!r}?)"
+            if difflib.get_close_matches(key, valid, n=1)
+            else repr(key)
+            for key in unknown
+        ]
+        raise ValueError(f"{where}: unknown key(s) {', '.join(hints)}; valid keys: {list(valid)}")
+
+
+def _check_overrides(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list):
+        raise ValueError(f"{where}: expected a list of 'key.sub=value' strings, received {value!r}")
+    for item in value:
+        if not isinstance(item, str) or "=" not in item or not item.split("=", 1)[0].strip():
+            raise ValueError(f"{where}: expected 'key.sub=value' strings, received {item!r}")
+    return tuple(value)
+
+
+def _check_mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict) or not value:
+        raise ValueError(
+            f"{where}: expected a non-empty mapping of name -> entry, received {value!r}"
+        )
+    for key in value:
+        if not isinstance(key, str) or not _SAFE_NAME.match(key):
+            raise ValueError(
+                f"{where}: names become folder names and must match {_SAFE_NAME.pattern}, "
+                f"received {key!r}"
+            )
+    return value
+
+
+def _parse(data: Any, source: str, default_name: str, base_dir: Path | None) -> Suite:
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: a suite must be a YAML mapping, got {type(data).__name__}")
+    _unknown_keys(data, SUITE_KEYS, source)
+    for key in ("datasets", "methods", "seeds"):
+        if key not in data:
+            raise ValueError(
+                f"{source}: missing key {key!r}; a suite needs {['datasets', 'methods', 'seeds']}"
+            )
+    seeds = data["seeds"]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ValueError(
+            f"{source}: seeds: expected a non-empty list of distinct ints >= 0, received {seeds!r}"
+        )
+
+    datasets = {}
+    for key, entry in _check_mapping(data["datasets"], f"{source}: datasets").items():
+        where = f"{source}: datasets.{key}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a mapping with 'recipe', received {entry!r}")
+        _unknown_keys(entry, DATASET_KEYS, where)
+        recipe = entry.get("recipe")
+        if not isinstance(recipe, str) or not recipe:
+            raise ValueError(f"{where}: 'recipe' (a recipe name or YAML path) is required")
+        if base_dir is not None and recipe.endswith((".yaml", ".yml")):
+            local = base_dir / recipe
+            recipe = str(local.resolve()) if local.is_file() else recipe
+        datasets[key] = DatasetEntry(
+            recipe, _check_overrides(entry.get("set"), f"{where}.set"),
+            str(entry.get("description") or ""),
+        )  # fmt: skip
+
+    methods = {}
+    for key, entry in _check_mapping(data["methods"], f"{source}: methods").items():
+        where = f"{source}: methods.{key}"
+        entry = {} if entry is None else entry
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a mapping with 'set', received {entry!r}")
+        _unknown_keys(entry, METHOD_KEYS, where)
+        methods[key] = MethodEntry(
+            _check_overrides(entry.get("set"), f"{where}.set"), str(entry.get("description") or "")
+        )
+
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+        raise ValueError(f"{source}: name: expected a folder-safe string, received {name!r}")
+    return Suite(
+        name=name, datasets=datasets, methods=methods, seeds=list(seeds),
+        overrides=_check_overrides(data.get("set"), f"{source}: set"),
+        description=str(data.get("description") or ""),
+    )  # fmt: skip
+
+
+def load_suite(suite: str | Path | dict) -> Suite:
+    """Read and validate a suite: a name in ``recipes/bench/``, a YAML path, or a dict.
+
+    Raises:
+        FileNotFoundError: no such suite.
+        ValueError: unknown keys (the message lists the valid ones), missing ``datasets`` /
+            ``methods`` / ``seeds``, malformed overrides, bad seeds or names that cannot be
+            folder names.
+
+    Example:
+        >>> suite = load_suite({"seeds": [0], "datasets": {"s": {"recipe": "synthlt-fcn-quick"}},
+        ...                     "methods": {"sar": {"set": ["regularizer.name=sar"]}}})
+        >>> suite.name, list(suite.methods), suite.seeds
+        ('suite', ['sar'], [0])
+    """
+    if isinstance(suite, dict):
+        return _parse(suite, "suite", "suite", None)
+    path = resolve_suite_path(suite)
+    with open(path) as fh:
+        data = yaml.safe_load(fh)
+    out = _parse(data, str(path), path.stem, path.parent)
+    out.path = path
+    return out
+
+
+# ---------------------------------------------------------------- derived override values
+
+_BINARY = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv,
+}  # fmt: skip
+_FUNCTIONS = {"int": int, "round": round, "min": min, "max": max}
+
+
+def _dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def evaluate_expression(expression: str, config: dict) -> Any:
+    """Evaluate ``expression`` with config keys as names: numbers, ``+ - * / //``, ``int``,
+    ``round``, ``min``, ``max`` and dotted config keys (``trainer.max_steps``). Nothing else.
+
+    Raises:
+        ValueError: a syntax error, an unsupported construct or an unknown config key.
+
+    Example:
+        >>> evaluate_expression("int(0.8 * trainer.max_steps)", {"trainer": {"max_steps": 600}})
+        480
+    """
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"cannot parse ${{{expression}}}: {err.msg}") from err
+
+    def walk(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        if (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in _FUNCTIONS and not node.keywords
+        ):  # fmt: skip
+            return _FUNCTIONS[node.func.id](*(walk(arg) for arg in node.args))
+        key = _dotted(node)
+        if key is not None:
+            value: Any = config
+            for part in key.split("."):
+                if not isinstance(value, dict) or part not in value:
+                    raise ValueError(f"${{{expression}}}: unknown config key {key!r}")
+                value = value[part]
+            return value
+        raise ValueError(
+            f"${{{expression}}}: only numbers, + - * / //, int/round/min/max and config keys "
+            f"are allowed, found {ast.dump(node)[:60]}"
+        )
+
+    return walk(tree)
+
+
+def split_derived(
+    overrides: list[str] | tuple[str, ...],
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Plain overrides and ``(key, expression)`` pairs of ``${...}`` values that are still in force
+    (a later plain override of the same key wins over an earlier derived one and vice versa)."""
+    last: dict[str, int] = {}
+    for i, item in enumerate(overrides):
+        last[item.split("=", 1)[0].strip()] = i
+    plain, derived = [], []
+    for i, item in enumerate(overrides):
+        key, value = (part.strip() for part in item.split("=", 1))
+        match = _DERIVED.match(value)
+        if match is None:
+            plain.append(item)
+        elif last[key] == i:
+            derived.append((key, match.group(1)))
+    return plain, derived

@@ -1,0 +1,198 @@
+"""The ``semantic-anchors`` command: ``train``, ``eval``, ``demo``, ``bench``, ``report``, ``viz``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _fmt(value) -> str:
+    return (
+        "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+    )
+
+
+def _summary(metrics: dict) -> str:
+    keys = [k for k in ("mIoU", "aAcc", "mAcc", "top1", "head_mIoU", "body_mIoU", "tail_mIoU",
+                        "head_Acc", "body_Acc", "tail_Acc") if k in metrics]  # fmt: skip
+    return "  ".join(f"{k} {_fmt(metrics[k])}" for k in keys)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from semantic_anchors.train import train
+
+    if args.resume is None and args.recipe is None:
+        print("semantic-anchors train: give a RECIPE or --resume DIR", file=sys.stderr)
+        return 2
+    metrics = train(args.recipe, args.set, out_dir=args.out, resume=args.resume)
+    if metrics.get("class_names") is not None:  # rank 0
+        print(f"final validation at step {metrics.get('step')}: {_summary(metrics)}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from semantic_anchors.train import evaluate
+
+    metrics = evaluate(args.path, args.set)
+    print(f"{args.path} (step {metrics.get('step')}): {_summary(metrics)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from semantic_anchors.train.demo import run_demo
+
+    out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_demo(out_dir=out, steps=args.steps, seed=args.seed)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import shlex
+
+    from semantic_anchors.bench import (
+        load_suite,
+        record_invocation,
+        run_suite,
+        summarize,
+        write_report,
+    )
+
+    suite = load_suite(args.suite).with_overrides(args.set)
+    out = Path(args.out) if args.out else Path("runs") / "bench" / suite.name
+    if not args.dry_run:
+        run_suite(suite, out, jobs=args.jobs, dry_run=True, echo=lambda _: None)  # bad input?
+        record_invocation(suite, out, shlex.join(["semantic-anchors", "bench", *args.argv]))
+    try:
+        results = run_suite(suite, out, jobs=args.jobs, dry_run=args.dry_run)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the runs in progress were stopped; run the same command again to go "
+            "on (finished runs are kept, interrupted ones resume from their last checkpoint)",
+            file=sys.stderr,
+        )
+        return 130
+    print(summarize(results))
+    if args.dry_run:
+        return 0
+    if any(r.status != "failed" for r in results):
+        report = write_report(
+            out, report_dir=args.report_dir, embedding=args.embedding,
+            diagnostics=not args.no_diagnostics, max_images=args.max_images, echo=print,
+        )  # fmt: skip
+        print(f"report: {report}")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from semantic_anchors.bench import write_report
+
+    report = write_report(
+        args.dir, report_dir=args.report_dir, embedding=args.embedding,
+        recompute=args.recompute, plots=not args.no_plots,
+        diagnostics=not args.no_diagnostics, max_images=args.max_images, echo=print,
+    )  # fmt: skip
+    print(f"report: {report}")
+    return 0
+
+
+def _cmd_viz(args: argparse.Namespace) -> int:
+    from semantic_anchors.bench.run_plots import plot_run
+
+    for path in plot_run(args.run_dir, out_dir=args.out, embedding=args.embedding):
+        print(path)
+    return 0
+
+
+def _add_diagnostics_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-images", type=int, default=1000, metavar="N",
+                   help="validation images per run for the diagnostics (default 1000)")  # fmt: skip
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="skip the representation diagnostics (no checkpoint is loaded)")  # fmt: skip
+
+
+def _add_bench_commands(sub) -> None:
+    embedding = {
+        "choices": ["auto", "umap", "pca"],
+        "default": "auto",
+        "help": "feature-embedding method (auto: UMAP if umap-learn is installed)",
+    }
+    p = sub.add_parser("bench", help="run a benchmark suite (resumable, parallel) and report it")
+    p.add_argument("suite", help="a name from recipes/bench/ (quick, ablation, ...) or a YAML path")
+    p.add_argument("--out", type=Path, help="bench folder (default runs/bench/<suite>)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides for every run, after the suite's own")  # fmt: skip
+    p.add_argument("--report-dir", type=Path, help="write the report here (default: --out)")
+    p.add_argument("--embedding", **embedding)
+    _add_diagnostics_options(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("report", help="(re)write the report of a bench folder")
+    p.add_argument("dir", type=Path, help="bench folder (holds runs/)")
+    p.add_argument("--report-dir", type=Path, help="write the report here (default: DIR)")
+    p.add_argument("--embedding", **embedding)
+    p.add_argument("--recompute", action="store_true", help="recompute cached diagnostics")
+    _add_diagnostics_options(p)
+    p.add_argument("--no-plots", action="store_true", help="tables only")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("viz", help="plots of one run: embedding, similarity, training curves")
+    p.add_argument("run_dir", type=Path, help="a run folder (holds checkpoints/last.ckpt)")
+    p.add_argument("--out", type=Path, help="folder for the PNGs (default RUN_DIR/plots)")
+    p.add_argument("--embedding", **embedding)
+    p.set_defaults(func=_cmd_viz)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="semantic-anchors",
+        description="Semantic Anchor Regularization: train, evaluate and compare.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a recipe, or resume a run folder")
+    p.add_argument("recipe", nargs="?", help="a name from recipes/ or a YAML path")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override config keys, e.g. trainer.max_steps=40 regularizer.name=sar")  # fmt: skip
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="re-evaluate a run folder or a checkpoint")
+    p.add_argument("path", type=Path, help="run folder or .ckpt file")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", type=Path, help="also write the metrics here")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("demo", help="CE vs CE + SAR on the embedded synthlt data (CPU, minutes)")
+    p.add_argument("--out", default=None, help="folder for the two runs (default runs/demo-<time>)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per run")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
+    _add_bench_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # what followed the subcommand, recorded by `bench`
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"semantic-anchors {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

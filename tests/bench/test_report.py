@@ -1,0 +1,145 @@
+import csv
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from semantic_anchors.bench import build_results, pairwise_consistency, write_report
+from semantic_anchors.cli import main
+from tests.bench.conftest import CLASS_NAMES, FREQUENCIES, fabricate_bench, fabricate_diagnostics
+
+KEYS = ("mIoU", "head_mIoU", "body_mIoU", "tail_mIoU", "mAcc", "aAcc")
+
+
+def _np_mean_std(values):
+    values = np.asarray(values, dtype=float)
+    return values.mean(), (values.std(ddof=1) if len(values) > 1 else np.nan)
+
+
+def test_mean_and_std_over_seeds_match_numpy(tmp_path):
+    runs = fabricate_bench(tmp_path, methods=("sar", "none"), missing={("sar", 2)})
+    results, _ = build_results(tmp_path, diagnostics=False)
+    ds = results["datasets"]["toy"]
+    assert ds["task"] == "segmentation" and ds["primary"] == "mIoU"
+    assert list(ds["methods"]) == ["sar", "none"]  # the suite's order
+    for method in ("none", "sar"):
+        got = ds["methods"][method]
+        seeds = [s for s in (0, 1, 2) if (method, s) in runs]
+        assert got["seeds"] == seeds
+        assert got["missing_seeds"] == ([2] if method == "sar" else [])
+        for key in KEYS:
+            mean, std = _np_mean_std([runs[(method, s)][key] for s in seeds])
+            assert got["metrics"][key]["mean"] == pytest.approx(mean)
+            assert got["metrics"][key]["std"] == pytest.approx(std)
+            assert got["metrics"][key]["n"] == len(seeds)
+        table = np.array(
+            [[np.nan if v is None else v for v in runs[(method, s)]["IoU"]] for s in seeds]
+        )
+        expected = np.nanmean(table, axis=0)
+        np.testing.assert_allclose(got["per_class"]["mean"], expected)
+        assert got["per_class"]["n"] == list(np.isfinite(table).sum(0))
+        minutes = [runs[(method, s)]["train_seconds"] / 60 for s in seeds]
+        assert got["train_minutes"]["mean"] == pytest.approx(np.mean(minutes))
+
+
+def test_classification_benches_use_top1_and_accuracy(tmp_path):
+    runs = fabricate_bench(tmp_path, methods=("ce",), seeds=(0, 1), task="classification")
+    results, _ = build_results(tmp_path, diagnostics=False)
+    ds = results["datasets"]["toy"]
+    assert ds["primary"] == "top1" and ds["per_class_key"] == "Acc"
+    got = ds["methods"]["ce"]["metrics"]["tail_Acc"]
+    assert got["mean"] == pytest.approx(np.mean([runs[("ce", s)]["tail_Acc"] for s in (0, 1)]))
+
+
+def _np_consistency(a, b):
+    """Pearson correlation of the upper-triangle centre distances, written out with numpy."""
+
+    def upper(x):
+        d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+        return d[np.triu_indices(len(x), 1)]
+
+    return np.corrcoef(upper(a), upper(b))[0, 1]
+
+
+def test_relationship_consistency_is_wired_to_centres_and_semantic_anchors(tmp_path):
+    fabricate_bench(tmp_path, methods=("none", "sar"), seeds=(0, 1, 2))
+    gen = torch.Generator().manual_seed(1)
+    base = torch.randn(5, 8, generator=gen, dtype=torch.float64)
+    centres, anchors = {}, {}
+    for seed in (0, 1, 2):
+        for method in ("none", "sar"):
+            run = tmp_path / "runs" / "toy" / method / f"seed{seed}"
+            centres[(method, seed)] = base + 0.5 * torch.randn(
+                5, 8, generator=gen, dtype=torch.float64
+            )
+            anchors[seed] = 3 * base + seed  # same relationships, other scale / offset: 1.0
+            fabricate_diagnostics(run, centres[(method, seed)],
+                                  anchors[seed] if method == "sar" else None, seed)  # fmt: skip
+    results, _ = build_results(tmp_path)
+    methods = results["datasets"]["toy"]["methods"]
+    for method in ("none", "sar"):
+        expected = [_np_consistency(centres[(method, i)].numpy(), centres[(method, j)].numpy())
+                    for i, j in itertools.combinations((0, 1, 2), 2)]  # fmt: skip
+        got = methods[method]["consistency"]["centres"]
+        assert got["pairs"] == 3
+        assert got["mean"] == pytest.approx(np.mean(expected))
+        assert got["std"] == pytest.approx(np.std(expected, ddof=1))
+    assert "regularizer_vectors" not in methods["none"]["consistency"]
+    sar = methods["sar"]["consistency"]["regularizer_vectors"]
+    assert sar["mean"] == pytest.approx(1.0) and sar["name"] == "semantic anchors"
+    diag = methods["sar"]["diagnostics"]
+    assert diag["fisher_ratio"]["mean"] == pytest.approx(np.mean([0.5, 1.0, 1.5]))
+    assert diag["min_distance"]["std"] == pytest.approx(1.0)
+
+
+def test_pairs_with_nan_rows_and_single_runs():
+    a = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [float("nan"), 1.0]])
+    b = 2 * a + 1
+    assert pairwise_consistency([a, b])["mean"] == pytest.approx(1.0)
+    single = pairwise_consistency([a])
+    assert single["pairs"] == 0 and single["n"] == 0
+
+
+def test_report_files(tmp_path):
+    mpimg = pytest.importorskip("matplotlib.image")
+    fabricate_bench(tmp_path, missing={("sar", 2)})
+    for seed in (0, 1, 2):
+        fabricate_diagnostics(
+            tmp_path / "runs/toy/none" / f"seed{seed}", torch.randn(5, 4), seed=seed
+        )
+    report = write_report(tmp_path, embedding="pca")
+    text = report.read_text()
+    assert text.startswith("# Benchmark `fab`")
+    assert "| `sar` |" in text and "| 2 of 3 |" in text
+    # per-class rows are sorted by training frequency, most frequent first
+    order = [text.index(f"| {CLASS_NAMES[c]} |") for c in np.argsort(-np.array(FREQUENCIES))]
+    assert order == sorted(order)
+    for png in ("toy-per-class.png", "toy-embedding.png", "toy-centre-similarity.png"):
+        assert f"(plots/{png})" in text
+        assert mpimg.imread(tmp_path / "plots" / png).shape[0] > 100
+    assert "semantic-anchors train x --out" in text  # the exact commands
+    with open(tmp_path / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    miou = [
+        r for r in rows if (r["method"], r["section"], r["metric"]) == ("sar", "overall", "mIoU")
+    ]
+    assert len(miou) == 1 and miou[0]["n"] == "2"
+    assert any(r["metric"] == "IoU:square" for r in rows)
+    data = json.loads((tmp_path / "results.json").read_text())  # strict JSON: NaN became null
+    assert data["datasets"]["toy"]["methods"]["sar"]["consistency"]["centres"]["mean"] is None
+
+
+def test_report_command_on_a_fabricated_bench(tmp_path, capsys):
+    fabricate_bench(tmp_path / "bench", seeds=(0, 1))
+    code = main(
+        ["report", str(tmp_path / "bench"), "--report-dir", str(tmp_path / "docs"), "--no-plots"]
+    )
+    assert code == 0 and "report:" in capsys.readouterr().out
+    assert (tmp_path / "docs" / "report.md").is_file() and (
+        tmp_path / "docs" / "results.csv"
+    ).is_file()
+    assert not (tmp_path / "docs" / "plots").exists()
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "not a bench folder" in capsys.readouterr().err
