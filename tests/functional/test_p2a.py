@@ -26,7 +26,7 @@ def slow_p2a(features, labels, anchors, valid):
     return total / count if count else 0.0
 
 
-@pytest.mark.parametrize("chunk", [1 << 20, 7])  # 7 elements: one row per chunk
+@pytest.mark.parametrize("chunk", [1 << 20, 240, 7])  # all images; 2 images; 1 row
 def test_matches_slow_loop_with_ignored_pixels(monkeypatch, chunk):
     monkeypatch.setattr(p2a_module, "_CHUNK_ELEMENTS", chunk)
     features = torch.randn(3, 5, 4, 6, dtype=torch.float64)

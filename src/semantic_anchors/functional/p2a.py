@@ -29,21 +29,29 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized[:, 0].long()  # (B, h, w)
 
 
-def _chunks(features: torch.Tensor) -> list[tuple[int, int, int]]:
-    """``(image, row_start, row_stop)`` blocks of at most ``_CHUNK_ELEMENTS`` feature values."""
+def _chunks(features: torch.Tensor) -> list[tuple[slice, slice]]:
+    """``(images, rows)`` blocks of at most ``_CHUNK_ELEMENTS`` feature values.
+
+    Whole images are grouped while they fit (few, large ops); a larger image is cut into rows.
+    """
     batch, dim, height, width = features.shape
-    rows = max(1, _CHUNK_ELEMENTS // max(dim * width, 1))
+    per_image = dim * height * width
+    if per_image <= _CHUNK_ELEMENTS:
+        step = _CHUNK_ELEMENTS // per_image
+        rows = slice(0, height)
+        return [(slice(b, min(b + step, batch)), rows) for b in range(0, batch, step)]
+    step = max(1, _CHUNK_ELEMENTS // max(dim * width, 1))
     return [
-        (b, start, min(start + rows, height))
+        (slice(b, b + 1), slice(r, min(r + step, height)))
         for b in range(batch)
-        for start in range(0, height, rows)
+        for r in range(0, height, step)
     ]
 
 
 def _gather(anchors_t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``A[y]`` laid out like the features: ``(D, C)`` and ``(r, w)`` labels give ``(D, r, w)``."""
-    picked = torch.index_select(anchors_t, 1, labels.reshape(-1))  # (D, r*w) contiguous
-    return picked.view(anchors_t.shape[0], *labels.shape)  # (D, r, w)
+    """``A[y]`` laid out like the features: ``(D, C)`` and ``(b, r, w)`` labels give ``(b, D, r, w)``."""
+    picked = torch.index_select(anchors_t, 1, labels.reshape(-1))  # (D, b*r*w) contiguous
+    return picked.view(anchors_t.shape[0], *labels.shape).transpose(0, 1)  # (b, D, r, w) view
 
 
 class _PixelToAnchorMSE(torch.autograd.Function):
@@ -61,11 +69,11 @@ class _PixelToAnchorMSE(torch.autograd.Function):
         anchors_t = anchors.t().to(compute_dtype).contiguous()
         ctx.save_for_backward(features, labels, weights, anchors_t)
         total = features.new_zeros((), dtype=compute_dtype)
-        for b, r0, r1 in _chunks(features):
-            diff = _gather(anchors_t, labels[b, r0:r1])  # (D, r, w) the only temporary
-            diff.sub_(features[b, :, r0:r1])  # (D, r, w) a - f
-            sq = diff.square_().sum(dim=0)  # (r, w)
-            total = total + (sq * weights[b, r0:r1]).sum()
+        for images, rows in _chunks(features):
+            diff = _gather(anchors_t, labels[images, rows])  # (b, D, r, w) the only temporary
+            diff.sub_(features[images, :, rows])  # (b, D, r, w) a - f
+            sq = diff.square_().sum(dim=1)  # (b, r, w)
+            total = total + (sq * weights[images, rows]).sum()
         return total
 
     @staticmethod
@@ -75,11 +83,11 @@ class _PixelToAnchorMSE(torch.autograd.Function):
         grad_features = None
         if ctx.needs_input_grad[0]:
             grad_features = torch.empty_like(features)  # (B, D, h, w)
-            for b, r0, r1 in _chunks(features):
-                scale = (-2.0 * grad_output) * weights[b, r0:r1]  # (r, w)
-                diff = _gather(anchors_t, labels[b, r0:r1])  # (D, r, w)
-                diff.sub_(features[b, :, r0:r1])  # (D, r, w) a - f
-                grad_features[b, :, r0:r1] = diff.mul_(scale)  # 2 w (f - a)
+            for images, rows in _chunks(features):
+                scale = (-2.0 * grad_output) * weights[images, None, rows]  # (b, 1, r, w)
+                diff = _gather(anchors_t, labels[images, rows])  # (b, D, r, w)
+                diff.sub_(features[images, :, rows])  # (b, D, r, w) a - f
+                grad_features[images, :, rows] = diff.mul_(scale)  # 2 w (f - a)
         return grad_features, None, None, None
 
 

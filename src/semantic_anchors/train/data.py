@@ -104,7 +104,8 @@ class SeededDataset(Dataset):
             with torch.random.fork_rng(devices=[]):
                 # The project's transforms re-seed their python / albumentations generators from
                 # torch.initial_seed(), so this makes the augmentation a function of `seed`.
-                torch.manual_seed(seed)
+                # (The default generator alone: ~1 us, where torch.manual_seed costs ~120 us.)
+                torch.default_generator.manual_seed(seed)
                 image, target = self.dataset[index]
                 return self.transform(image, target) if self.transform else (image, target)
         image, target = self.dataset[item]
