@@ -141,7 +141,11 @@ def step_times(args, num_classes) -> tuple[float, float]:
 
 
 def worker_args(args, classes, variant) -> list[str]:
-    return [json.dumps({**vars(args), "classes_one": classes, "variant": variant, "worker": None, "out": None})]
+    return [
+        json.dumps(
+            {**vars(args), "classes_one": classes, "variant": variant, "worker": None, "out": None}
+        )
+    ]
 
 
 def main() -> None:

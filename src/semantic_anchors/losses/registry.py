@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semantic_anchors._registry import check_options, lookup
 from semantic_anchors.losses.balanced_softmax import BalancedSoftmaxLoss
 from semantic_anchors.losses.focal import FocalLoss
 from semantic_anchors.losses.ldam import LDAMLoss
@@ -64,19 +64,9 @@ def build_loss(
         ValueError: unknown name (lists the valid ones) or an option the loss does not take
             (lists the ones it does).
     """
-    key = str(name).lower().replace("_", "-")
-    if key not in LOSSES:
-        close = difflib.get_close_matches(key, list(LOSSES), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown loss {name!r}{hint}; valid: {sorted(LOSSES)}")
-    factory = LOSSES[key]
+    key, factory = lookup("loss", name, LOSSES)
+    check_options("loss", key, factory, options, _SUPPLIED)
     parameters = inspect.signature(factory).parameters
-    accepted = [p for p in parameters if p not in ("self", *_SUPPLIED)]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"loss {key!r} does not take option(s) {unknown}; valid options: {accepted}"
-        )
     supplied = {
         "num_classes": num_classes, "class_frequencies": class_frequencies,
         "ignore_index": ignore_index,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from typing import Any
 
+from semantic_anchors._registry import check_options, lookup
 from semantic_anchors.regularizers.base import Regularizer
 from semantic_anchors.regularizers.car import ClassAwareRegularizer
 from semantic_anchors.regularizers.center import CenterLossRegularizer
@@ -36,23 +35,10 @@ def build_regularizer(
         ValueError: unknown name (lists the valid ones) or an option the regularizer does not take
             (lists the ones it does).
     """
-    key = str(name).lower().replace("_", "-")
-    if key not in REGULARIZERS:
-        close = difflib.get_close_matches(key, list(REGULARIZERS), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown regularizer {name!r}{hint}; valid: {sorted(REGULARIZERS)}")
-    cls = REGULARIZERS[key]
+    key, cls = lookup("regularizer", name, REGULARIZERS)
     if cls is None:
         if options:
             raise ValueError(f"regularizer 'none' takes no options, got {sorted(options)}")
         return None
-    accepted = [
-        p for p in inspect.signature(cls.__init__).parameters
-        if p not in ("self", "num_classes", "feat_dim", "dense")
-    ]  # fmt: skip
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"regularizer {key!r} does not take option(s) {unknown}; valid options: {accepted}"
-        )
+    check_options("regularizer", key, cls, options, ("num_classes", "feat_dim", "dense"))
     return cls(num_classes, feat_dim, dense=dense, **options)
