@@ -101,9 +101,16 @@ def _trainer(
     tcfg = config["trainer"]
     strategy = tcfg["strategy"]
     sync_bn = tcfg["sync_batchnorm"]
-    if sync_bn is None:
-        sync_bn = task == "segmentation" and (
-            tcfg["devices"] not in (1, "1") or tcfg["num_nodes"] > 1
+    on_cpu = tcfg["accelerator"] == "cpu" or (
+        tcfg["accelerator"] == "auto" and not torch.cuda.is_available()
+    )
+    distributed = tcfg["devices"] not in (1, "1") or tcfg["num_nodes"] > 1
+    if sync_bn is None:  # SyncBN for segmentation under DDP, where torch supports it (not CPU)
+        sync_bn = task == "segmentation" and distributed and not on_cpu
+    elif sync_bn and on_cpu:
+        raise ValueError(
+            "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm does not run on CPU); "
+            "set trainer.sync_batchnorm=false or trainer.accelerator=gpu"
         )
     callbacks = [
         *_progress_bar(bool(tcfg["progress_bar"]), int(tcfg["max_steps"])),
@@ -252,12 +259,15 @@ def evaluate(path: str | Path, overrides: list[str] | None = None) -> dict:
     """Re-evaluate a run folder (its ``last.ckpt``) or a checkpoint file on its validation split.
 
     Overrides may change evaluation settings (``eval.mode=slide``, ``data.val_split=test``, ...).
+    Evaluation runs in one process unless ``trainer.devices`` / ``trainer.strategy`` are set.
     """
     _quiet_lightning()
     path = Path(path)
     ckpt_file = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
     ckpt = load_checkpoint(ckpt_file)
-    config = load_config(ckpt["semantic_anchors"]["config"], overrides)
+    # One process by default (a DDP run is re-evaluated on one device); --set can change it.
+    single = ["trainer.devices=1", "trainer.strategy=auto", "trainer.num_nodes=1"]
+    config = load_config(ckpt["semantic_anchors"]["config"], [*single, *(overrides or [])])
     config["trainer"]["progress_bar"] = bool(config["trainer"]["progress_bar"])
     dm = AnchorDataModule(config["data"], int(config["seed"]))
     module = AnchorModule(config, _data_info(dm))
