@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..longtail import head_body_tail
+from ..longtail import head_body_tail, longtail_counts, longtail_subsample
 from ..transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["BaseDataset", "cached_frequencies", "count_classes", "resolve_root"]
+__all__ = ["BaseDataset", "LongTailSubset", "cached_frequencies", "count_classes", "resolve_root"]
 
 # training-split statistics, computed once per process and dataset configuration
 _FREQUENCY_CACHE: dict[Hashable, list[int]] = {}
@@ -146,6 +146,31 @@ class BaseDataset(Dataset):
             f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, items={len(self)}, "
             f"classes={self.num_classes}, task={self.task!r})"
         )
+
+
+class LongTailSubset:
+    """Mixin for a balanced classification dataset whose train split is sub-sampled to the
+    exponential long-tail profile (``longtail_counts``) with a fixed seed; other splits stay whole.
+
+    The host class reads its labels and calls ``self._select(labels, split)``; call
+    :meth:`_init_longtail` before the host's ``__init__``.
+    """
+
+    counts: list[int]
+    imbalance_factor: float
+    seed: int
+
+    def _init_longtail(self, n_max: int, num_classes: int, imbalance_factor: float, seed: int):
+        self.counts = longtail_counts(n_max, num_classes, imbalance_factor)
+        self.imbalance_factor, self.seed = float(imbalance_factor), int(seed)
+
+    def _select(self, labels: np.ndarray, split: str) -> np.ndarray:
+        if split != "train":
+            return np.arange(len(labels))
+        return longtail_subsample(labels, self.counts, self.seed)
+
+    def _frequency_key(self):
+        return (self.name, str(self.root.resolve()), tuple(self.counts), self.seed)
 
 
 def as_image_tensor(image: np.ndarray) -> torch.Tensor:

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from ..io import require_file
-from ..longtail import longtail_counts, longtail_subsample
 from ..registry import register_dataset
-from .base import BaseDataset, cached_frequencies, count_classes, resolve_root
+from .base import BaseDataset, LongTailSubset, cached_frequencies, count_classes, resolve_root
 
 __all__ = ["CIFAR100", "CIFAR100LT", "load_cifar_pickle"]
 
@@ -116,7 +115,7 @@ class CIFAR100(BaseDataset):
 
 
 @register_dataset("cifar100-lt")
-class CIFAR100LT(CIFAR100):
+class CIFAR100LT(LongTailSubset, CIFAR100):
     """CIFAR-100-LT: the training set sub-sampled to ``n_i = int(500 * IF ** (-i / 99))`` images of
     class ``i`` (10,847 images for IF = 100), with a fixed seed; val / test stay balanced (100 per
     class).
@@ -146,14 +145,5 @@ class CIFAR100LT(CIFAR100):
         n_max: int = 500,
         seed: int = 0,
     ):
-        self.counts = longtail_counts(n_max, 100, imbalance_factor)
-        self.imbalance_factor, self.seed = float(imbalance_factor), int(seed)
+        self._init_longtail(n_max, 100, imbalance_factor, seed)
         super().__init__(root, split, transform)
-
-    def _select(self, labels: np.ndarray, split: str) -> np.ndarray:
-        if split != "train":
-            return np.arange(len(labels))
-        return longtail_subsample(labels, self.counts, self.seed)
-
-    def _frequency_key(self):
-        return (self.name, str(self.root.resolve()), tuple(self.counts), self.seed)

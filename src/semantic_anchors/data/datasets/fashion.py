@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..longtail import longtail_counts, longtail_subsample, split_total
+from ..longtail import split_total
 from ..registry import register_dataset
-from .base import BaseDataset, cached_frequencies, count_classes
+from .base import BaseDataset, LongTailSubset, cached_frequencies, count_classes
 
 __all__ = [
     "FASHION_CLASSES",
@@ -190,7 +190,7 @@ class FashionMNIST(BaseDataset):
 
 
 @register_dataset("fashion-lt")
-class FashionLT(FashionMNIST):
+class FashionLT(LongTailSubset, FashionMNIST):
     """Long-tailed Fashion-MNIST: train keeps ``n_i = int(n_max * IF ** (-i / 9))`` random images of
     class ``i`` (class 0 the most frequent; 14,886 images for IF = 100), test stays balanced
     (1,000 per class).
@@ -217,17 +217,8 @@ class FashionLT(FashionMNIST):
         n_max: int = 6000,
         seed: int = 0,
     ):
-        self.counts = longtail_counts(n_max, 10, imbalance_factor)
-        self.imbalance_factor, self.seed = float(imbalance_factor), int(seed)
+        self._init_longtail(n_max, 10, imbalance_factor, seed)
         super().__init__(root, split, transform)
-
-    def _select(self, labels: np.ndarray, split: str) -> np.ndarray:
-        if split != "train":
-            return np.arange(len(labels))
-        return longtail_subsample(labels, self.counts, self.seed)
-
-    def _frequency_key(self):
-        return (self.name, str(self.root.resolve()), tuple(self.counts), self.seed)
 
 
 def _compose_scenes(items, item_labels, num_images, counts, size, per_image, rng, threshold):
