@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from semantic_anchors.bench import build_results, pairwise_consistency, write_report
 from semantic_anchors.cli import main
@@ -42,6 +43,34 @@ def test_mean_and_std_over_seeds_match_numpy(tmp_path):
         assert got["per_class"]["n"] == list(np.isfinite(table).sum(0))
         minutes = [runs[(method, s)]["train_seconds"] / 60 for s in seeds]
         assert got["train_minutes"]["mean"] == pytest.approx(np.mean(minutes))
+
+
+def test_paired_differences_against_the_baseline_by_hand(tmp_path):
+    runs = fabricate_bench(tmp_path, methods=("none", "sar", "cr"), missing={("sar", 1)})
+    suite = yaml.safe_load((tmp_path / "suite.yaml").read_text())
+    suite["methods"]["cr"]["baseline"] = "sar"
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    results, _ = build_results(tmp_path, diagnostics=False)
+    methods = results["datasets"]["toy"]["methods"]
+    assert "vs_baseline" not in methods["none"]  # the default baseline is the first method
+    sar = methods["sar"]["vs_baseline"]
+    assert sar["baseline"] == "none" and sar["seeds"] == [0, 2]  # only the seeds both have
+    for key in KEYS[:4]:
+        d = [runs[("sar", s)][key] - runs[("none", s)][key] for s in (0, 2)]
+        assert sar["metrics"][key]["values"] == pytest.approx(d)
+        assert sar["metrics"][key]["mean"] == pytest.approx((d[0] + d[1]) / 2)
+        assert sar["metrics"][key]["std"] == pytest.approx(abs(d[0] - d[1]) / 2**0.5)
+    wins = sum(runs[("sar", s)]["mIoU"] > runs[("none", s)]["mIoU"] for s in (0, 2))
+    assert sar["wins"] == wins
+    cr = methods["cr"]["vs_baseline"]
+    assert cr["baseline"] == "sar" and cr["seeds"] == [0, 2]
+    text = write_report(tmp_path, plots=False, diagnostics=False).read_text()
+    section = text[text.index("### Against the baseline") : text.index("### Per class")]
+    mean, std = sar["metrics"]["mIoU"]["mean"], sar["metrics"]["mIoU"]["std"]
+    row = next(line for line in section.splitlines() if line.startswith("| `sar` |"))
+    assert f"| `none` | {mean:+.1f} ± {std:.1f} |" in row
+    assert row.endswith(f"| {wins} of 2 | {'yes' if abs(mean) > std else 'no'} |")
+    assert "| `cr` | `sar` |" in section
 
 
 def test_classification_benches_use_top1_and_accuracy(tmp_path):

@@ -62,7 +62,9 @@ def test_a_suite_from_a_path_and_by_name(tmp_path):
         (_with(datasets={"s": {"recipes": "x"}}), r"datasets.s: unknown key\(s\) 'recipes'.*valid keys: \['recipe', 'set', 'description'\]"),
         (_with(datasets={"s": {"set": []}}), "'recipe' .* is required"),
         (_with(datasets={}), "non-empty mapping"),
-        (_with(methods={"sar": {"sett": []}}), r"methods.sar: unknown key\(s\) 'sett'.*valid keys: \['set', 'description'\]"),
+        (_with(methods={"sar": {"sett": []}}), r"methods.sar: unknown key\(s\) 'sett'.*valid keys: \['set', 'description', 'baseline'\]"),
+        (_with(methods={"sar": {"baseline": "ce"}, "none": {}}), r"methods.sar.baseline: expected another method of the suite \(\['none'\]\), received 'ce'"),
+        (_with(methods={"sar": {"baseline": "sar"}}), r"methods.sar.baseline: expected another method"),
         (_with(methods={"sar": {"set": "regularizer.name=sar"}}), "expected a list"),
         (_with(methods={"sar": {"set": ["regularizer.name"]}}), "'key.sub=value' strings"),
         (_with(methods={"a/b": {"set": []}}), "folder names"),
@@ -73,6 +75,15 @@ def test_a_suite_from_a_path_and_by_name(tmp_path):
 def test_bad_suites_are_clear_errors(suite, message):
     with pytest.raises(ValueError, match=message):
         load_suite(suite)
+
+
+def test_a_method_names_its_baseline_and_the_bench_folder_keeps_it():
+    suite = load_suite(_with(methods={"ce": {}, "ce-sar": {"baseline": "ce"}}))
+    assert suite.methods["ce-sar"].baseline == "ce" and suite.methods["ce"].baseline is None
+    saved = suite.to_dict()["methods"]
+    assert saved["ce-sar"]["baseline"] == "ce" and "baseline" not in saved["ce"]
+    assert load_suite({**GOOD, "methods": saved}).methods == suite.methods
+    assert load_suite("longtail-cls").methods["ldam-drw-sar"].baseline == "ldam-drw"
 
 
 def test_command_line_overrides_come_last():

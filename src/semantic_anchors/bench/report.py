@@ -75,6 +75,39 @@ def _overall_section(ds: dict) -> list[str]:
     return _table(header, rows)
 
 
+def _signed(summary: dict) -> str:
+    if not summary["n"]:
+        return "–"
+    text = f"{summary['mean']:+.1f}"
+    if summary["n"] >= 2 and math.isfinite(summary["std"]):
+        text += f" ± {summary['std']:.1f}"
+    return text
+
+
+def _baseline_section(ds: dict) -> list[str]:
+    rows = []
+    keys: list[str] = []
+    for name, m in ds["methods"].items():
+        vs = m.get("vs_baseline")
+        if not vs or not vs["seeds"]:
+            continue
+        keys = list(vs["metrics"])
+        cells = [_signed(vs["metrics"][k]) for k in keys]
+        first = vs["metrics"][keys[0]]
+        clear = first["n"] >= 2 and abs(first["mean"]) > first["std"]
+        rows.append([
+            f"`{name}`", f"`{vs['baseline']}`", *cells,
+            f"{vs['wins']} of {len(vs['seeds'])}", "yes" if clear else "no",
+        ])  # fmt: skip
+    if not rows:
+        return []
+    header = [
+        "method", "baseline", *(f"Δ {_HEADERS.get(k, k)}" for k in keys), "wins",
+        f"|Δ {_HEADERS.get(keys[0], keys[0])}| > std",
+    ]  # fmt: skip
+    return _table(header, rows)
+
+
 def _per_class_section(ds: dict) -> list[str]:
     freq = ds["class_frequencies"]
     total = sum(freq) or 1.0
@@ -197,6 +230,8 @@ def _csv_rows(results: dict) -> list[list[Any]]:
                 add(dataset, method, "diagnostics", key, s)
             if "gate_open" in m:
                 add(dataset, method, "diagnostics", "gate_open_fraction", m["gate_open"])
+            for key, s in m.get("vs_baseline", {}).get("metrics", {}).items():
+                add(dataset, method, f"vs_{m['vs_baseline']['baseline']}", key, s)
             for view, s in m["consistency"].items():
                 add(dataset, method, "consistency", view, s)
     return rows
@@ -283,6 +318,16 @@ def write_report(
             lines += ["No finished run yet.", ""]
             continue
         lines += ["### Results", "", *_overall_section(ds), ""]
+        paired = _baseline_section(ds)
+        if paired:
+            lines += [
+                "### Against the baseline, seed by seed", "",
+                "Difference from the baseline run with the same seed (same initialisation of the "
+                "model and the same data order), mean ± std over seeds. Wins: seeds on which the "
+                "method's overall metric is higher. The last column says whether the mean "
+                "difference is larger than its spread.", "",
+                *paired, "",
+            ]  # fmt: skip
         lines += [
             "### Per class, most frequent first (mean over seeds)",
             "",

@@ -26,6 +26,7 @@ __all__ = [
     "RunRecord",
     "build_results",
     "discover_runs",
+    "paired_differences",
     "pairwise_consistency",
     "summarize_values",
 ]
@@ -55,6 +56,33 @@ def summarize_values(values: list[Any]) -> dict[str, Any]:
     mean = float(np.mean(finite)) if n else math.nan
     std = float(np.std(finite, ddof=1)) if n >= 2 else math.nan
     return {"mean": mean, "std": std, "n": n, "values": finite}
+
+
+def paired_differences(
+    runs: list[RunRecord], baseline: list[RunRecord], keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """Per-seed differences ``run - baseline`` of ``keys`` over the seeds both have finished.
+
+    A seed fixes the shared model initialisation and the data order, so the spread of these
+    differences is what decides whether a method beats its baseline, not the spread of each
+    method alone.
+
+    Returns:
+        ``seeds`` (the common ones), ``metrics`` (``key -> summarize_values`` of the differences)
+        and ``wins``: seeds on which the first key is strictly higher than the baseline's.
+    """
+    base = {r.seed: r.metrics for r in baseline if r.metrics is not None}
+    pairs = [(r.metrics, base[r.seed]) for r in runs if r.metrics is not None and r.seed in base]
+    seeds = [r.seed for r in runs if r.metrics is not None and r.seed in base]
+
+    def diff(a: dict, b: dict, key: str) -> float | None:
+        if a.get(key) is None or b.get(key) is None:
+            return None
+        return float(a[key]) - float(b[key])
+
+    metrics = {k: summarize_values([diff(a, b, k) for a, b in pairs]) for k in keys}
+    wins = sum(1 for d in metrics[keys[0]]["values"] if d > 0)
+    return {"seeds": seeds, "metrics": metrics, "wins": wins}
 
 
 def pairwise_consistency(vectors: list[Any], metric: str = "euclidean") -> dict[str, Any]:
@@ -235,6 +263,7 @@ def build_results(
                     samples_per_class=samples_per_class,
                 )  # fmt: skip
         task = "segmentation" if "mIoU" in first else "classification"
+        keys = (SEGMENTATION_KEYS if task == "segmentation" else CLASSIFICATION_KEYS)[:4]
         class_names = list(first.get("class_names") or [])
         recipe = suite.get("datasets", {}).get(dataset, {}).get("recipe")
         results["datasets"][dataset] = {
@@ -251,4 +280,13 @@ def build_results(
                 for method, rs in methods.items()
             },
         }
+        suite_methods = suite.get("methods") or {}
+        default = next(iter(methods), None)
+        for method, rs in methods.items():
+            base = (suite_methods.get(method) or {}).get("baseline") or default
+            if base == method or base not in methods:
+                continue
+            vs = paired_differences(rs, methods[base], keys)
+            vs["baseline"] = base
+            results["datasets"][dataset]["methods"][method]["vs_baseline"] = vs
     return results, runs

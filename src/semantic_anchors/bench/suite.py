@@ -10,7 +10,10 @@ A suite file (``recipes/bench/NAME.yaml`` or any path)::
       synthlt: {recipe: synthlt-fcn-quick, set: ["data.options={num_images: 200}"]}
     methods:
       none: {set: [regularizer.name=none]}
-      sar: {set: [regularizer.name=sar]}
+      sar: {set: [regularizer.name=sar], baseline: none}   # baseline: optional
+
+A method's ``baseline`` names the method the report compares it with seed by seed (default: the
+first method of the suite).
 
 Overrides are ``--set`` strings of the training config. A value written ``${expression}`` is
 derived from the run's resolved config, e.g.
@@ -47,7 +50,7 @@ SUITES_DIR = Path(__file__).resolve().parents[3] / "recipes" / "bench"
 
 SUITE_KEYS = ("name", "description", "seeds", "set", "datasets", "methods")
 DATASET_KEYS = ("recipe", "set", "description")
-METHOD_KEYS = ("set", "description")
+METHOD_KEYS = ("set", "description", "baseline")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DERIVED = re.compile(r"^\$\{(.+)\}$")
 
@@ -67,6 +70,7 @@ class MethodEntry:
 
     overrides: tuple[str, ...] = ()
     description: str = ""
+    baseline: str | None = None  # the method the report compares it with, seed by seed
 
 
 @dataclass
@@ -99,7 +103,11 @@ class Suite:
                 for key, d in self.datasets.items()
             },
             "methods": {
-                key: {"set": list(m.overrides), "description": m.description}
+                key: {
+                    "set": list(m.overrides),
+                    "description": m.description,
+                    **({"baseline": m.baseline} if m.baseline else {}),
+                }  # fmt: skip
                 for key, m in self.methods.items()
             },
         }
@@ -213,8 +221,19 @@ def _parse(data: Any, source: str, default_name: str, base_dir: Path | None) -> 
             raise ValueError(f"{where}: expected a mapping with 'set', received {entry!r}")
         _unknown_keys(entry, METHOD_KEYS, where)
         methods[key] = MethodEntry(
-            _check_overrides(entry.get("set"), f"{where}.set"), str(entry.get("description") or "")
+            _check_overrides(entry.get("set"), f"{where}.set"),
+            str(entry.get("description") or ""),
+            entry.get("baseline"),
         )
+    for key, method in methods.items():
+        if method.baseline is not None and (
+            method.baseline not in methods or method.baseline == key
+        ):
+            others = sorted(set(methods) - {key})
+            raise ValueError(
+                f"{source}: methods.{key}.baseline: expected another method of the suite "
+                f"({others}), received {method.baseline!r}"
+            )
 
     name = data.get("name", default_name)
     if not isinstance(name, str) or not _SAFE_NAME.match(name):
