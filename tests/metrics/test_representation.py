@@ -198,6 +198,22 @@ def test_relationship_consistency_invariant_to_rotation_and_scale():
     assert math.isnan(float(relationship_consistency(a[:2], b[:2])))  # one pair only
 
 
+@pytest.mark.parametrize("kind", ["orthogonal", "etf"])
+def test_equidistant_anchors_have_no_relationship_to_correlate(kind):
+    from semantic_anchors import make_anchors
+
+    # float32 anchors: their pairwise distances differ only by rounding (~1e-7 relative), which a
+    # plain Pearson correlation would turn into a random number in [-1, 1]
+    fixed = [make_anchors(kind, 13, 32, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    assert math.isnan(float(relationship_consistency(fixed[0].double(), fixed[1].double())))
+    real = torch.randn(13, 32, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert math.isnan(float(relationship_consistency(real, fixed[0])))  # one side is enough
+    # a set that is nearly, but measurably, not equidistant is still correlated
+    bent = fixed[0].double().clone()
+    bent[0] *= 1.01
+    assert math.isfinite(float(relationship_consistency(bent, bent * 2)))
+
+
 def test_feature_statistics_streams_like_one_batch():
     features, labels = _vectors(6, n=90)
     stats = FeatureStatistics(num_classes=C, feat_dim=D)

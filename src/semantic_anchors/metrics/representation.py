@@ -218,7 +218,9 @@ def relationship_consistency(
         metric: ``"euclidean"`` distance or ``"cosine"`` distance (1 - cosine similarity).
 
     Returns:
-        A scalar in [-1, 1]; NaN with fewer than two valid pairs or a constant distance vector.
+        A scalar in [-1, 1]; NaN with fewer than two valid pairs or when either run's classes are
+        equidistant (all distances within 0.01 % of each other, as for orthonormal or simplex-ETF
+        anchors): their correlation would only measure rounding noise.
 
     Raises:
         ValueError: non ``(C, D)`` inputs, different ``C``, or an unknown ``metric``.
@@ -247,10 +249,22 @@ def relationship_consistency(
     x = dist_a[upper[0], upper[1]].to(dtype)  # (P,)
     y = dist_b[upper[0], upper[1]].to(dtype)  # (P,)
     keep = torch.isfinite(x) & torch.isfinite(y)  # (P,)
-    x, y = x[keep] - x[keep].mean(), y[keep] - y[keep].mean()  # (P',)
-    if x.numel() < 2:
+    x, y = x[keep], y[keep]  # (P',)
+    if x.numel() < 2 or _equidistant(x) or _equidistant(y):
         return x.new_tensor(float("nan"))
-    return (x * y).sum() / (x.square().sum() * y.square().sum()).sqrt()  # () 0 / 0 -> NaN
+    x, y = x - x.mean(), y - y.mean()
+    return (x * y).sum() / (x.square().sum() * y.square().sum()).sqrt()  # ()
+
+
+_EQUIDISTANT_RTOL = 1e-4
+
+
+def _equidistant(distances: Tensor) -> bool:
+    """True when all distances agree to ``_EQUIDISTANT_RTOL`` of their mean (an orthonormal or
+    simplex-ETF set): their correlation would only measure rounding noise. Real class centres
+    differ by far more than 0.01 %."""
+    spread = (distances.max() - distances.min()).abs()
+    return bool(spread <= _EQUIDISTANT_RTOL * distances.abs().mean())
 
 
 class FeatureStatistics(Metric):
