@@ -71,6 +71,8 @@ def test_paired_differences_against_the_baseline_by_hand(tmp_path):
     assert f"| `none` | {mean:+.1f} ± {std:.1f} |" in row
     assert row.endswith(f"| {wins} of 2 | {'yes' if abs(mean) > std else 'no'} |")
     assert "| `cr` | `sar` |" in section
+    header = next(line for line in section.splitlines() if line.startswith("| method"))
+    assert header.count("|") == row.count("|") == 9  # no stray pipes in the cells
 
 
 def test_classification_benches_use_top1_and_accuracy(tmp_path):

@@ -103,7 +103,7 @@ def _baseline_section(ds: dict) -> list[str]:
         return []
     header = [
         "method", "baseline", *(f"Δ {_HEADERS.get(k, k)}" for k in keys), "wins",
-        f"|Δ {_HEADERS.get(keys[0], keys[0])}| > std",
+        f"Δ {_HEADERS.get(keys[0], keys[0])} beyond std",
     ]  # fmt: skip
     return _table(header, rows)
 
@@ -324,8 +324,8 @@ def write_report(
                 "### Against the baseline, seed by seed", "",
                 "Difference from the baseline run with the same seed (same initialisation of the "
                 "model and the same data order), mean ± std over seeds. Wins: seeds on which the "
-                "method's overall metric is higher. The last column says whether the mean "
-                "difference is larger than its spread.", "",
+                "method's overall metric is higher. The last column says whether the size of the "
+                "mean difference is larger than its std.", "",
                 *paired, "",
             ]  # fmt: skip
         lines += [
