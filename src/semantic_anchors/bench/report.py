@@ -29,10 +29,10 @@ _DIAG_HEADERS = {
 }  # fmt: skip
 
 
-def _cell(summary: dict | None, digits: int = 1, bold: bool = False) -> str:
+def _cell(summary: dict | None, digits: int = 1, bold: bool = False, signed: bool = False) -> str:
     if not summary or summary["n"] == 0:
         return "–"
-    text = f"{summary['mean']:.{digits}f}"
+    text = f"{summary['mean']:{'+' if signed else ''}.{digits}f}"
     if summary["n"] >= 2 and math.isfinite(summary["std"]):
         text += f" ± {summary['std']:.{digits}f}"
     return f"**{text}**" if bold else text
@@ -75,15 +75,6 @@ def _overall_section(ds: dict) -> list[str]:
     return _table(header, rows)
 
 
-def _signed(summary: dict) -> str:
-    if not summary["n"]:
-        return "–"
-    text = f"{summary['mean']:+.1f}"
-    if summary["n"] >= 2 and math.isfinite(summary["std"]):
-        text += f" ± {summary['std']:.1f}"
-    return text
-
-
 def _baseline_section(ds: dict) -> list[str]:
     rows = []
     keys: list[str] = []
@@ -92,7 +83,7 @@ def _baseline_section(ds: dict) -> list[str]:
         if not vs or not vs["seeds"]:
             continue
         keys = list(vs["metrics"])
-        cells = [_signed(vs["metrics"][k]) for k in keys]
+        cells = [_cell(vs["metrics"][k], signed=True) for k in keys]
         first = vs["metrics"][keys[0]]
         clear = first["n"] >= 2 and abs(first["mean"]) > first["std"]
         rows.append([

@@ -72,8 +72,8 @@ def paired_differences(
         and ``wins``: seeds on which the first key is strictly higher than the baseline's.
     """
     base = {r.seed: r.metrics for r in baseline if r.metrics is not None}
-    pairs = [(r.metrics, base[r.seed]) for r in runs if r.metrics is not None and r.seed in base]
-    seeds = [r.seed for r in runs if r.metrics is not None and r.seed in base]
+    matched = [r for r in runs if r.metrics is not None and r.seed in base]
+    pairs = [(r.metrics, base[r.seed]) for r in matched]
 
     def diff(a: dict, b: dict, key: str) -> float | None:
         if a.get(key) is None or b.get(key) is None:
@@ -82,7 +82,7 @@ def paired_differences(
 
     metrics = {k: summarize_values([diff(a, b, k) for a, b in pairs]) for k in keys}
     wins = sum(1 for d in metrics[keys[0]]["values"] if d > 0)
-    return {"seeds": seeds, "metrics": metrics, "wins": wins}
+    return {"seeds": [r.seed for r in matched], "metrics": metrics, "wins": wins}
 
 
 def pairwise_consistency(vectors: list[Any], metric: str = "euclidean") -> dict[str, Any]:
