@@ -1,6 +1,6 @@
 """Benchmark suites: datasets x methods x seeds, read from YAML and checked before anything runs.
 
-A suite file (``recipes/bench/NAME.yaml`` or any path)::
+A suite file (``semantic_anchors/recipes/bench/NAME.yaml`` or any path)::
 
     name: quick                         # optional, default: the file name
     description: what the suite shows   # optional
@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from semantic_anchors._resources import SUITES_DIR, list_yaml
+
 __all__ = [
     "SUITES_DIR",
     "DatasetEntry",
@@ -46,7 +48,6 @@ __all__ = [
     "split_derived",
 ]
 
-SUITES_DIR = Path(__file__).resolve().parents[3] / "recipes" / "bench"
 
 SUITE_KEYS = ("name", "description", "seeds", "set", "datasets", "methods")
 DATASET_KEYS = ("recipe", "set", "description")
@@ -114,12 +115,12 @@ class Suite:
 
 
 def list_suites() -> list[str]:
-    """Names of the suites shipped in ``recipes/bench/``."""
-    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml")) if SUITES_DIR.is_dir() else []
+    """Names of the suites shipped in ``semantic_anchors/recipes/bench/``."""
+    return list_yaml(SUITES_DIR)
 
 
 def resolve_suite_path(suite: str | Path) -> Path:
-    """A suite name from ``recipes/bench/`` (with or without ``.yaml``) or a YAML path.
+    """A suite name from ``semantic_anchors/recipes/bench/`` (with or without ``.yaml``) or a YAML path.
 
     Raises:
         FileNotFoundError: neither exists (the message lists the shipped suites).
@@ -246,7 +247,7 @@ def _parse(data: Any, source: str, default_name: str, base_dir: Path | None) -> 
 
 
 def load_suite(suite: str | Path | dict) -> Suite:
-    """Read and validate a suite: a name in ``recipes/bench/``, a YAML path, or a dict.
+    """Read and validate a suite: a name in ``semantic_anchors/recipes/bench/``, a YAML path, or a dict.
 
     Raises:
         FileNotFoundError: no such suite.
