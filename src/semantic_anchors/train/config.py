@@ -4,21 +4,34 @@ A config is a nested dict with fixed sections. Sections with a fixed schema (``d
 ``trainer``, ``eval``) reject unknown keys with the list of valid ones; the open sections
 (``model``, ``regularizer``, ``loss``, ``data.options``) hold a ``name`` plus the keyword arguments
 of the thing they build, which are checked against its signature when it is built.
+
+:func:`load_config` ends with :func:`validate_config` (defined in
+:mod:`semantic_anchors.train.validation`, re-exported here), so a config it returns has the right
+type and range for every fixed key: a bad value is a one-line ``ValueError`` before anything is
+created.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["DEFAULTS", "RECIPES_DIR", "apply_overrides", "load_config", "resolve_recipe"]
+from semantic_anchors._resources import RECIPES_DIR, list_yaml
 
-RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
+__all__ = [
+    "DEFAULTS",
+    "RECIPES_DIR",
+    "apply_overrides",
+    "load_config",
+    "resolve_recipe",
+    "validate_config",
+]
 
 
 @dataclass
@@ -54,16 +67,20 @@ class TrainerConfig:
     max_steps: int = 1000
     stop_at_step: int | None = None  # end this invocation early (resumable), schedule unchanged
     val_every: int = 500  # steps between validations (and checkpoints)
+    checkpoint_every: int | None = None  # also save last.ckpt every N steps (None: only at val)
+    checkpoint_minutes: float | None = 10.0  # and after N minutes of training since the last save
+    save_best: bool = False  # also keep best.ckpt, the checkpoint with the best validation metric
+    threads: int | None = None  # torch CPU threads per process (None: torch's default)
     accelerator: str = "auto"
     devices: int | str = 1
     strategy: str = "auto"
     num_nodes: int = 1
-    precision: str = "32-true"
+    precision: int | str = "32-true"  # one of PRECISIONS (Lightning's values)
     sync_batchnorm: bool | None = None  # None: on for segmentation under DDP
     deterministic: bool = False
     log_every: int = 10
     progress_bar: bool = True
-    limit_val_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0  # an int counts batches, a float is a fraction
     gradient_clip_val: float | None = None
 
 
@@ -121,15 +138,66 @@ def _merge(base: dict, update: dict, where: str = "") -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- YAML
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads ``1e-4`` as a float (as YAML 1.2 and Python do, where YAML 1.1
+    reads a string) and refuses a key given twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                )
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_error(path: Path, err: yaml.YAMLError) -> ValueError:
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = " ".join((getattr(err, "problem", None) or str(err)).split())
+    context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and start is not None:
+        problem += f" ({' '.join(context.split())} at {start.line + 1}:{start.column + 1})"
+    return ValueError(f"{where}: could not parse YAML: {problem}")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a safe loader
+    except yaml.YAMLError as err:
+        raise _yaml_error(path, err) from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+# ----------------------------------------------------------------------------- loading
 def resolve_recipe(recipe: str | Path) -> Path:
-    """A recipe name from ``recipes/`` (with or without ``.yaml``) or a YAML path."""
+    """A shipped recipe name (with or without ``.yaml``; see ``semantic-anchors recipes``) or a YAML
+    path."""
     path = Path(recipe)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path
     candidate = RECIPES_DIR / f"{Path(recipe).stem}.yaml"
     if candidate.exists():
         return candidate
-    names = sorted(p.stem for p in RECIPES_DIR.glob("[!_]*.yaml")) if RECIPES_DIR.exists() else []
+    names = list_yaml(RECIPES_DIR)
     close = difflib.get_close_matches(str(recipe), names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise FileNotFoundError(
@@ -138,46 +206,80 @@ def resolve_recipe(recipe: str | Path) -> Path:
     )
 
 
-def _read_yaml(path: Path) -> dict:
-    with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
-    return data
+def _load_recipe(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """Defaults, the ``base:`` chain of ``path``, then ``path`` itself (not validated yet)."""
+    data = _read_yaml(path)
+    base = data.pop("base", None)  # a recipe may extend another one
+    config = DEFAULTS
+    if base is not None:
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"{path}: base must be the name of a recipe, got {base!r}")
+        local = path.parent / f"{base}.yaml"
+        try:
+            base_path = local if local.exists() else resolve_recipe(base)
+        except FileNotFoundError:
+            names = sorted(
+                {*list_yaml(path.parent, hidden=True), *list_yaml(RECIPES_DIR, hidden=True)}
+            )
+            close = difflib.get_close_matches(base, names, n=3)
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+            raise ValueError(
+                f"{path}: base {base!r} is not a recipe in {path.parent} nor a shipped recipe{hint}"
+            ) from None
+        if base_path.resolve() in chain or base_path.resolve() == path.resolve():
+            raise ValueError(f"{path}: base {base!r} leads back to this recipe (a cycle)")
+        config = _load_recipe(base_path, (*chain, path.resolve()))
+    try:
+        return _merge(config, data)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def load_config(
     recipe: str | Path | dict | None = None, overrides: list[str] | None = None
 ) -> dict:
-    """Defaults, then the recipe (which may name a ``base:`` recipe), then ``--set`` overrides.
+    """Defaults, then the recipe (which may name a ``base:`` recipe), then ``--set`` overrides, then
+    :func:`validate_config`. Reads files only: nothing is created.
 
     Raises:
-        ValueError: an unknown key (the message lists the valid ones) or a malformed override.
+        ValueError: one line naming the file or key: a YAML syntax error (``file:line:col``), an
+            unknown key (the message lists the valid ones), a missing ``base:``, a malformed
+            override, or a value of the wrong type or out of range.
         FileNotFoundError: the recipe does not exist.
     """
-    config = DEFAULTS
-    if isinstance(recipe, dict):
-        config = _merge(config, recipe)
-    elif recipe is not None:
-        path = resolve_recipe(recipe)
-        data = _read_yaml(path)
-        base = data.pop("base", None)  # a recipe may extend another one
-        if base is not None:
-            local = path.parent / f"{base}.yaml"
-            config = load_config(local if local.exists() else base)
-        config = _merge(config, data)
-    return apply_overrides(config, overrides or [])
+    path = None if recipe is None or isinstance(recipe, dict) else resolve_recipe(recipe)
+    if path is not None:
+        config = _load_recipe(path)
+    else:
+        config = _merge(DEFAULTS, recipe or {})
+    try:
+        return validate_config(apply_overrides(config, overrides or []))
+    except ValueError as err:
+        if path is not None and _error_of(config) == str(err):  # the recipe's value, not --set's
+            raise ValueError(f"{path}: {err}") from None
+        raise
+
+
+def _error_of(config: dict) -> str | None:
+    try:
+        validate_config(config)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return text
 
 
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    """Apply ``key.sub=value`` strings (values parsed as YAML: ``0.1``, ``true``, ``[1, 2]``)."""
+    """Apply ``key.sub=value`` strings (values parsed as YAML: ``0.1``, ``true``, ``[1, 2]``).
+
+    The result is not validated; :func:`load_config` validates it.
+    """
     update: dict = {}
     for item in overrides:
         if "=" not in item:
@@ -189,6 +291,8 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
         node = update
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r} sets a key inside a value set by another one")
         node[parts[-1]] = _parse_value(raw)
     return _merge(config, update)
 
@@ -196,3 +300,7 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 def dump_config(config: dict, path: Path) -> None:
     """Write the fully resolved config as YAML."""
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+# Imported last: validation reads the schema above (SECTIONS, TOP_LEVEL, ...) from this module.
+from semantic_anchors.train.validation import validate_config  # noqa: E402
