@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,14 +26,75 @@ def _summary(metrics: dict) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from semantic_anchors.train import train
+    import signal
 
+    import yaml
+
+    if args.list:
+        return _cmd_recipes(args)
+    if args.print_config:
+        from semantic_anchors.train.config import load_config
+
+        if args.recipe is None:
+            raise ValueError("--print-config needs a RECIPE")
+        print(yaml.safe_dump(load_config(args.recipe, args.set), sort_keys=False), end="")
+        return 0
     if args.resume is None and args.recipe is None:
-        print("semantic-anchors train: give a RECIPE or --resume DIR", file=sys.stderr)
-        return 2
-    metrics = train(args.recipe, args.set, out_dir=args.out, resume=args.resume)
-    if metrics.get("class_names") is not None:  # rank 0
-        print(f"final validation at step {metrics.get('step')}: {_summary(metrics)}")
+        raise ValueError("give a RECIPE (see `semantic-anchors recipes`) or --resume DIR")
+    if args.resume is not None and args.recipe is not None:
+        raise ValueError("give either a RECIPE or --resume DIR, not both")
+    from semantic_anchors.train import TrainingInterrupted, train
+    from semantic_anchors.train.runfolder import is_global_zero_process
+
+    run_dir: list[Path] = []
+
+    def started(folder: Path) -> None:
+        run_dir.append(folder)
+        print(f"run folder: {folder}", flush=True)
+
+    try:
+        metrics = train(
+            args.recipe, args.set, out_dir=args.out, resume=args.resume,
+            allow_change=args.allow_change, on_start=started,
+        )  # fmt: skip
+    except TrainingInterrupted as stop:
+        folder = stop.checkpoint.parent.parent
+        if is_global_zero_process():
+            print(
+                f"semantic-anchors train: {signal.Signals(stop.signum).name} at step {stop.step}; "
+                f"checkpoint saved to {stop.checkpoint}; resume with: "
+                f"semantic-anchors train --resume {folder}",
+                file=sys.stderr,
+            )
+        return 128 + int(stop.signum)
+    if not is_global_zero_process():
+        return 0
+    folder = run_dir[0] if run_dir else args.resume or args.out
+    if "paused_at_step" in metrics:
+        print(
+            f"paused at step {metrics['paused_at_step']}; continue with: "
+            f"semantic-anchors train --resume {folder}"
+        )
+        return 0
+    print(f"final validation at step {metrics.get('step')}: {_summary(metrics)}")
+    print(f"evaluate again with: semantic-anchors eval {folder}")
+    print(f"train on with: semantic-anchors train --resume {folder} --set trainer.max_steps=N")
+    return 0
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from semantic_anchors._resources import RECIPES_DIR, SUITES_DIR, describe, list_yaml
+
+    for title, folder, command in (
+        ("recipes", RECIPES_DIR, "semantic-anchors train NAME"),
+        ("benchmark suites", SUITES_DIR, "semantic-anchors bench NAME"),
+    ):
+        names = list_yaml(folder)
+        print(f"{title} ({command}; files in {folder}):")
+        width = max((len(n) for n in names), default=0)
+        for name in names:
+            print(f"  {name:{width}s}  {describe(folder / f'{name}.yaml')}")
+    print("show a resolved recipe to copy and edit: semantic-anchors train --print-config NAME")
     return 0
 
 
@@ -50,7 +112,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from semantic_anchors.train.demo import run_demo
 
     out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_demo(out_dir=out, steps=args.steps, seed=args.seed)
+    run_demo(out_dir=out, steps=args.steps, seed=args.seed, quick=args.quick)
     return 0
 
 
@@ -111,6 +173,16 @@ def _cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _names(kind: str) -> list[str]:
+    from semantic_anchors._resources import RECIPES_DIR, SUITES_DIR, list_yaml
+
+    return list_yaml(RECIPES_DIR if kind == "recipes" else SUITES_DIR)
+
+
 def _add_diagnostics_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, default=1000, metavar="N",
                    help="validation images per run for the diagnostics (default 1000)")  # fmt: skip
@@ -124,8 +196,11 @@ def _add_bench_commands(sub) -> None:
         "default": "auto",
         "help": "feature-embedding method (auto: UMAP if umap-learn is installed)",
     }
-    p = sub.add_parser("bench", help="run a benchmark suite (resumable, parallel) and report it")
-    p.add_argument("suite", help="a name from recipes/bench/ (quick, ablation, ...) or a YAML path")
+    p = sub.add_parser(
+        "bench", help="run a benchmark suite (resumable, parallel) and report it",
+        epilog=f"suites: {', '.join(_names('suites'))}", formatter_class=_Formatter,
+    )  # fmt: skip
+    p.add_argument("suite", help="a suite name (see `semantic-anchors recipes`) or a YAML path")
     p.add_argument("--out", type=Path, help="bench folder (default runs/bench/<suite>)")
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -159,13 +234,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a recipe, or resume a run folder")
-    p.add_argument("recipe", nargs="?", help="a name from recipes/ or a YAML path")
+    p = sub.add_parser(
+        "train", help="train a recipe, or resume a run folder",
+        epilog=f"recipes: {', '.join(_names('recipes'))}", formatter_class=_Formatter,
+    )  # fmt: skip
+    p.add_argument("recipe", nargs="?", help="a recipe name (see --list) or a YAML path")
     p.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
-    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the run in DIR from its last checkpoint")  # fmt: skip
+    p.add_argument("--allow-change", action="store_true",
+                   help="on --resume, accept changes of seed, lr, batch size, ... (recorded in "
+                        "DIR/changes.yaml with the step they took effect)")  # fmt: skip
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. trainer.max_steps=40 regularizer.name=sar")  # fmt: skip
+    p.add_argument("--list", action="store_true", help="list the recipes and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config of RECIPE (with --set applied) and exit")  # fmt: skip
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("recipes", help="list the shipped recipes and benchmark suites")
+    p.set_defaults(func=_cmd_recipes)
 
     p = sub.add_parser("eval", help="re-evaluate a run folder or a checkpoint")
     p.add_argument("path", type=Path, help="run folder or .ckpt file")
@@ -177,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="folder for the two runs (default runs/demo-<time>)")
     p.add_argument("--steps", type=int, default=None, help="training steps per run")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="150 steps per run: checks that everything works (numbers mean little)")  # fmt: skip
     p.set_defaults(func=_cmd_demo)
 
     _add_bench_commands(sub)
@@ -189,8 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv[1:]  # what followed the subcommand, recorded by `bench`
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"semantic-anchors {args.command}: error: {err}", file=sys.stderr)
+    except BrokenPipeError:  # e.g. `semantic-anchors recipes | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # (RunFolderBusy included)
+        message = " ".join(str(err).split())  # one line
+        print(f"semantic-anchors {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -76,3 +76,64 @@ def test_demo_prints_the_side_by_side_table(tmp_path, capsys):
         assert text in out
     for name in ("none", "sar"):
         assert (tmp_path / "demo" / name / "metrics.json").is_file()
+
+
+BAD_YAML = "name: broken\ntrainer:\n  max_steps: 5\n   val_every: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--set", "trainer.max_steps=abc"], ["trainer.max_steps", "abc"]),
+        (["--set", "trainer.max_steps=-5"], ["trainer.max_steps", "-5"]),
+        (["--set", "trainer.val_every=0"], ["trainer.val_every", "0"]),
+        (["--set", "data.batch_size=0"], ["data.batch_size", "0"]),
+        (["--set", "optimizer.lr=-1"], ["optimizer.lr", "-1"]),
+        (["--set", "trainer.max_stepz=3"], ["trainer.max_stepz", "max_steps"]),
+        (["--set", "regularizer.name=sar", "regularizer.lamda=1"], ["lamda"]),
+        (["--set", "model.name=fcn_smol"], ["fcn_smol", "fcn_small"]),
+        (["--set", "trainer.max_steps"], ["trainer.max_steps", "key.sub=value"]),
+    ],
+)  # fmt: skip
+def test_bad_cli_input_is_one_line_status_2_and_leaves_no_folder(argv, names, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "synthlt-fcn-quick", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("semantic-anchors train: error: ")
+    for name in names:
+        assert name in err, (name, err)
+    assert not out.exists()
+
+
+def test_malformed_yaml_names_file_line_and_column(tmp_path, capsys):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text(BAD_YAML)
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{recipe}:4:" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_recipes_are_listed_and_printable(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for name in ("synthlt-fcn-quick", "cityscapes-fcn-r101", "quick", "compare"):
+        assert f"  {name} " in out
+    assert main(["train", "--print-config", "synthlt-fcn-quick", "--set", "seed=3"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["seed"] == 3 and config["model"]["name"] == "fcn_small"
+    assert config["trainer"]["max_steps"] == 1500
+
+
+def test_train_says_where_the_run_is_and_how_to_go_on(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "synthlt-fcn-quick", "--out", str(out), "--set", *TINY,
+                 "trainer.max_steps=2", "trainer.stop_at_step=1"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert f"run folder: {out}" in text
+    assert f"paused at step 1; continue with: semantic-anchors train --resume {out}" in text
+    assert main(["train", "--resume", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"semantic-anchors eval {out}" in captured.out
+    assert "Checkpoint directory" not in captured.out + captured.err

@@ -81,10 +81,10 @@ class _Executor:
             self.stopping = True
             procs = list(self.running.values())
         for proc in procs:
-            proc.terminate()
+            proc.terminate()  # SIGTERM: the run saves a checkpoint at the end of its step
         for proc in procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
 

@@ -100,11 +100,12 @@ def expand_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
 
 
 def run_state(run_dir: str | Path) -> str:
-    """``"done"`` (metrics.json), ``"resume"`` (a checkpoint, no metrics) or ``"new"``."""
+    """``"done"`` (metrics.json), ``"resume"`` (a checkpoint, or a config of a run killed before
+    its first checkpoint, which ``--resume`` restarts from step 0) or ``"new"``."""
     run_dir = Path(run_dir)
     if (run_dir / "metrics.json").is_file():
         return "done"
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+    if (run_dir / "checkpoints" / "last.ckpt").is_file() or (run_dir / "config.yaml").is_file():
         return "resume"
     return "new"
 

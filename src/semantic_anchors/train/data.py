@@ -7,11 +7,13 @@ seeded from its position in the stream, not from a worker's history.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from semantic_anchors.data import build_dataset, build_transforms
@@ -112,6 +114,14 @@ class SeededDataset(Dataset):
         return self.transform(image, target) if self.transform else (image, target)
 
 
+def _init_worker(worker_id: int) -> None:
+    """Data workers leave signals to the main process, which saves a checkpoint and then stops
+    them; a Ctrl-C (sent to the whole process group) would otherwise kill them mid-step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pl_worker_init_function(worker_id)
+
+
 class AnchorDataModule(L.LightningDataModule):
     """Builds the datasets and loaders of a config's ``data`` section."""
 
@@ -154,6 +164,7 @@ class AnchorDataModule(L.LightningDataModule):
         workers = int(self.cfg["num_workers"])
         return {
             "num_workers": workers,
+            "worker_init_fn": _init_worker if workers > 0 else None,
             "persistent_workers": workers > 0,
             "pin_memory": torch.cuda.is_available(),
             # An own generator: creating an iterator never consumes the global RNG.

@@ -30,8 +30,38 @@ def render_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out_dir: Path = Path("runs/demo"), steps: int | None = None, seed: int = 0) -> dict:
-    """Train the quick recipe twice (CE, CE + SAR) and print mIoU and head / body / tail mIoU."""
+FULL_STEPS = 1500  # the recipe's schedule
+QUICK_STEPS = 150
+# Measured on 2 idle CPU cores (docs/benchmarks.md): seconds per training step, CE and CE + SAR.
+SECONDS_PER_STEP = {"none": 0.05, "sar": 0.07}
+
+
+def estimate_seconds(steps: int) -> float:
+    """Rough wall time of the demo on 2 idle CPU cores (training only, plus a few validations)."""
+    return steps * sum(SECONDS_PER_STEP.values()) + 10
+
+
+def run_demo(
+    out_dir: Path = Path("runs/demo"), steps: int | None = None, seed: int = 0, quick: bool = False
+) -> dict:
+    """Train the quick recipe twice (CE, CE + SAR) and print mIoU and head / body / tail mIoU.
+
+    Args:
+        out_dir: the folder of the two runs (``none/`` and ``sar/``).
+        steps: training steps per run (default: the recipe's 1500, or 150 with ``quick``).
+        seed: the experiment seed.
+        quick: a short check that everything works (the numbers mean little after 150 steps).
+    """
+    if steps is None and quick:
+        steps = QUICK_STEPS
+    total = FULL_STEPS if steps is None else steps
+    minutes = estimate_seconds(total) / 60
+    print(
+        f"demo: fcn_small on synthlt, CE then CE + SAR, {total} steps each: about "
+        f"{minutes:.1f} min on 2 idle CPU cores (longer when other jobs share them)"
+        + ("" if quick or (steps is not None and steps <= QUICK_STEPS)
+           else f"; `semantic-anchors demo --quick` runs {QUICK_STEPS} steps each")
+    )  # fmt: skip
     results: dict[str, dict] = {}
     start = time.perf_counter()
     for label, regularizer in ROWS:

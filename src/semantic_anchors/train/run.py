@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -12,14 +13,27 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
+from semantic_anchors.train.callbacks import (
+    RunCheckpointer,
+    TrainingInterrupted,
+    TrainingPaused,
+    step_progress_bar,
+)
 from semantic_anchors.train.checkpoint import AtomicCheckpointIO, load_checkpoint
 from semantic_anchors.train.config import dump_config, load_config
 from semantic_anchors.train.data import AnchorDataModule
 from semantic_anchors.train.module import AnchorModule
+from semantic_anchors.train.runfolder import (
+    RunFolderBusy,
+    RunLock,
+    config_changes,
+    folder_state,
+    is_global_zero_process,
+    record_changes,
+)
 
-__all__ = ["evaluate", "train"]
+__all__ = ["RunFolderBusy", "TrainingInterrupted", "evaluate", "train"]
 
 # Keys whose change makes a checkpoint unusable for resuming.
 _INCOMPATIBLE = (("model",), ("regularizer", "name"), ("data", "name"), ("loss", "name"))
@@ -39,17 +53,6 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*tensorboardX.*")
 
 
-class _StopAtStep(L.Callback):
-    """Ends ``fit`` after ``step`` optimizer steps, as an interruption would (resumable)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step >= self.step:
-            trainer.should_stop = True
-
-
 def _loggers(out_dir: Path, version: str) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
@@ -63,30 +66,6 @@ def _loggers(out_dir: Path, version: str) -> list:
     except ModuleNotFoundError:  # tensorboard is an optional extra
         pass
     return loggers
-
-
-def _progress_bar(enabled: bool, max_steps: int) -> list:
-    if not enabled:
-        return []
-    try:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        class StepProgressBar(RichProgressBar):
-            """Step-based training: show steps, not Lightning's (meaningless) epoch counter."""
-
-            def _get_train_description(self, current_epoch: int) -> str:
-                return f"train ({max_steps} steps)"
-
-            def get_metrics(self, trainer, pl_module) -> dict:
-                items = super().get_metrics(trainer, pl_module)
-                items.pop("v_num", None)
-                return items
-
-        return [StepProgressBar(leave=True)]
-    except (ImportError, ModuleNotFoundError):  # rich is optional
-        from lightning.pytorch.callbacks import TQDMProgressBar
-
-        return [TQDMProgressBar()]
 
 
 def _trainer(
@@ -113,16 +92,9 @@ def _trainer(
             "set trainer.sync_batchnorm=false or trainer.accelerator=gpu"
         )
     callbacks = [
-        *_progress_bar(bool(tcfg["progress_bar"]), int(tcfg["max_steps"])),
+        *([step_progress_bar(int(tcfg["max_steps"]))] if tcfg["progress_bar"] else []),
         *(callbacks or []),
     ]
-    if fit and out_dir is not None:
-        callbacks.append(ModelCheckpoint(
-            dirpath=out_dir / "checkpoints", filename="best", monitor=None, save_last=True,
-            every_n_train_steps=0, save_on_train_epoch_end=False, enable_version_counter=False,
-        ))  # fmt: skip
-        if tcfg["stop_at_step"] is not None:
-            callbacks.append(_StopAtStep(int(tcfg["stop_at_step"])))
     return L.Trainer(
         accelerator=tcfg["accelerator"],
         devices=tcfg["devices"],
@@ -142,7 +114,7 @@ def _trainer(
         use_distributed_sampler=False,
         logger=_loggers(out_dir, log_version) if (fit and out_dir is not None) else False,
         callbacks=callbacks,
-        enable_checkpointing=fit and out_dir is not None,
+        enable_checkpointing=False,  # RunCheckpointer writes the checkpoints
         enable_progress_bar=bool(tcfg["progress_bar"]),
         enable_model_summary=False,
         plugins=[AtomicCheckpointIO()],
@@ -181,74 +153,220 @@ def _check_compatible(saved: dict, new: dict, path: Path) -> None:
             )
 
 
+def _cpu_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def intra_op_threads(config: dict) -> int:
+    """The main process's torch threads: ``trainer.threads``, else ``OMP_NUM_THREADS`` when set,
+    else the cores left over by the data workers (at least 1), so that the main process and the
+    workers do not oversubscribe the cores; the workers use one thread each (torch's default)."""
+    threads = config["trainer"].get("threads")
+    if threads is not None:
+        return int(threads)
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    return max(1, _cpu_cores() - int(config["data"]["num_workers"]))
+
+
+def _log_version(out_dir: Path, base: str) -> str:
+    """A log folder name not used yet: earlier logs are never overwritten."""
+    version, k = base, 1
+    while (out_dir / "logs" / version).exists():
+        k += 1
+        version = f"{base}-{k}"
+    return version
+
+
+def _resume_config(
+    out_dir: Path, overrides: list[str], allow_change: bool, rank_zero: bool
+) -> tuple[dict, Path | None, int, list[dict]]:
+    """The config to continue ``out_dir`` with, its checkpoint (``None``: restart from step 0),
+    the step it continues from, and the changes made on this resume."""
+    state = folder_state(out_dir)
+    if state == "new":
+        raise FileNotFoundError(f"cannot resume {out_dir}: no config.yaml (not a run folder?)")
+    ckpt_path: Path | None = out_dir / "checkpoints" / "last.ckpt"
+    if state == "started":  # killed before its first checkpoint: restart it, keeping its logs
+        saved, ckpt_path, step = load_config(out_dir / "config.yaml"), None, 0
+    else:
+        ckpt = load_checkpoint(ckpt_path)
+        saved, step = load_config(ckpt["semantic_anchors"]["config"]), int(ckpt["global_step"])
+    saved["trainer"]["stop_at_step"] = None  # a pause is not part of the run
+    config = load_config(saved, overrides)
+    if ckpt_path is not None:
+        _check_compatible(saved, config, ckpt_path)
+    max_steps = int(config["trainer"]["max_steps"])
+    if max_steps < step or (max_steps == step and state == "finished"):
+        raise ValueError(
+            f"cannot resume {out_dir}: trainer.max_steps={max_steps} but the run is already at "
+            f"step {step}; pass a larger trainer.max_steps to train on"
+        )
+    stop = config["trainer"]["stop_at_step"]
+    if stop is not None and stop <= step:
+        raise ValueError(
+            f"cannot resume {out_dir}: trainer.stop_at_step={stop} is not after the current "
+            f"step {step}"
+        )
+    changes = [c for c in config_changes(saved, config) if c["key"] != "trainer.stop_at_step"]
+    refused = [c for c in changes if c["kind"] == "trajectory"]
+    if refused and not allow_change:
+        listed = "; ".join(f"{c['key']}: {c['old']!r} -> {c['new']!r}" for c in refused)
+        raise ValueError(
+            f"cannot resume {out_dir}: these changes alter the training trajectory: {listed}. "
+            "Pass --allow-change to make them from this step on (recorded in changes.yaml), "
+            "or start a new run"
+        )
+    return config, ckpt_path, step, changes if rank_zero else []
+
+
 def train(
     recipe: str | Path | dict | None = None,
     overrides: list[str] | None = None,
     out_dir: str | Path | None = None,
     resume: str | Path | None = None,
     callbacks: list | None = None,
+    *,
+    allow_change: bool = False,
+    on_start: Any = None,
 ) -> dict:
     """Train (or resume) a run and return its final validation metrics (also ``metrics.json``).
+
+    The run folder is locked for the whole call (one writer), checkpoints are written at every
+    validation, every ``trainer.checkpoint_every`` steps and ``trainer.checkpoint_minutes``
+    minutes, and SIGINT / SIGTERM save one at the end of the current step.
 
     Args:
         recipe: a recipe name, YAML path or config dict (ignored when resuming).
         overrides: ``key.sub=value`` strings.
         out_dir: the run folder (default ``runs/<name>-<time>``).
-        resume: a run folder to continue from ``checkpoints/last.ckpt`` (``overrides`` may raise
-            ``trainer.max_steps``).
+        resume: a run folder to continue from ``checkpoints/last.ckpt`` (a folder that has a
+            config but no checkpoint yet restarts from step 0, keeping its logs).
         callbacks: extra Lightning callbacks.
+        allow_change: on resume, accept changes that alter the training trajectory (seed, lr,
+            batch size, ...); each is recorded in ``changes.yaml`` with the step it took effect.
+        on_start: called with the run folder once it is locked (the CLI prints it).
+
+    Returns:
+        The final validation metrics; a run paused by ``trainer.stop_at_step`` returns its last
+        validation with ``paused_at_step`` (and writes no ``metrics.json``).
 
     Raises:
         FileNotFoundError: a missing recipe, data root or checkpoint.
         FileExistsError: ``out_dir`` already holds a run (it is never overwritten).
-        ValueError: unknown config keys, or a checkpoint that does not fit the config.
+        RunFolderBusy: another process is writing ``out_dir``.
+        TrainingInterrupted: SIGINT / SIGTERM stopped training (a checkpoint was saved).
+        ValueError: a bad config, or a resume that does not fit the run.
     """
     _quiet_lightning()
-    ckpt_path, log_version = None, "train"
+    rank_zero = is_global_zero_process()
+    ckpt_path, log_version, changes, step = None, "train", [], 0
     if resume is not None:
         out_dir = Path(resume)
-        config_file = out_dir / "config.yaml"
-        if not config_file.is_file():
-            raise FileNotFoundError(f"cannot resume {out_dir}: no config.yaml (not a run folder?)")
-        config = load_config(config_file, overrides)
-        ckpt_path = out_dir / "checkpoints" / "last.ckpt"
-        saved_ckpt = load_checkpoint(ckpt_path)
-        _check_compatible(saved_ckpt["semantic_anchors"]["config"], config, ckpt_path)
-        # A new log folder per resume: earlier logs are never overwritten.
-        log_version = f"resumed-from-step-{int(saved_ckpt.get('global_step', 0))}"
+        config, ckpt_path, step, changes = _resume_config(
+            out_dir, list(overrides or []), allow_change, rank_zero
+        )
+        log_version = f"resumed-from-step-{step}"
     else:
         config = load_config(recipe, overrides)
         if out_dir is None:
             out_dir = Path("runs") / f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
         out_dir = Path(out_dir)
-        if (out_dir / "checkpoints" / "last.ckpt").exists():
-            raise FileExistsError(
-                f"{out_dir} already holds a run (checkpoints/last.ckpt); continue it with "
-                f"`semantic-anchors train --resume {out_dir}` or choose another --out"
-            )
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if rank_zero:
+            _refuse_existing(out_dir)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(intra_op_threads(config))
+    try:
+        return _train(config, out_dir, resume, ckpt_path, log_version, changes, step,
+                      rank_zero, callbacks, on_start)  # fmt: skip
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_zero, callbacks,
+           on_start) -> dict:  # fmt: skip
+    # Everything that can fail on bad input is built before the run folder is touched.
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
     if config["trainer"]["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=False)
     dm = AnchorDataModule(config["data"], int(config["seed"]))
     module = AnchorModule(config, _data_info(dm))
-    trainer = _trainer(
-        config, out_dir, dm.task, fit=True, log_version=log_version, callbacks=callbacks
-    )
-    if trainer.is_global_zero:
-        dump_config(config, out_dir / "config.yaml")
+    tcfg = config["trainer"]
+    checkpointer = RunCheckpointer(
+        out_dir / "checkpoints", val_every=int(tcfg["val_every"]),
+        every_steps=tcfg.get("checkpoint_every"), every_minutes=tcfg.get("checkpoint_minutes"),
+        stop_at_step=tcfg["stop_at_step"], monitor=module.monitor if tcfg.get("save_best") else None,
+    )  # fmt: skip
+    existed = out_dir.exists()
+    lock = RunLock(out_dir)
+    if rank_zero:
+        lock.acquire()
+    try:
+        if rank_zero:
+            if resume is None and folder_state(out_dir) != "new":  # raced with another command
+                _refuse_existing(out_dir)
+            _remove_partial_files(out_dir / "checkpoints")
+            log_version = _log_version(out_dir, log_version)
+        trainer = _trainer(
+            config, out_dir, dm.task, fit=True, log_version=log_version,
+            callbacks=[checkpointer, *(callbacks or [])],
+        )  # fmt: skip
+        if rank_zero:
+            if resume is None:
+                dump_config(config, out_dir / "config.yaml")
+            record_changes(out_dir, step, changes)
+        if on_start is not None and rank_zero:
+            on_start(out_dir)
+        return _fit(trainer, module, dm, out_dir, ckpt_path, checkpointer)
+    except BaseException:
+        if rank_zero and not existed and not (out_dir / "config.yaml").exists():
+            shutil.rmtree(out_dir, ignore_errors=True)  # nothing of a run was made: leave nothing
+        raise
+    finally:
+        lock.release()
+
+
+def _refuse_existing(out_dir: Path) -> None:
+    state = folder_state(out_dir)
+    if state in ("finished", "interrupted"):
+        raise FileExistsError(
+            f"{out_dir} already holds a run ({state}); continue it with "
+            f"`semantic-anchors train --resume {out_dir}` or choose another --out"
+        )
+    if state == "started":
+        raise FileExistsError(
+            f"{out_dir} holds a run that started but saved no checkpoint (killed early?); "
+            f"`semantic-anchors train --resume {out_dir}` restarts it from step 0 keeping its "
+            "logs, or choose another --out"
+        )
+
+
+def _remove_partial_files(folder: Path) -> None:
+    """Temporary files of a save that a killed process never finished."""
+    if folder.is_dir():
+        for tmp in folder.glob(".*.ckpt.*"):
+            tmp.unlink(missing_ok=True)
+
+
+def _fit(trainer, module, dm, out_dir: Path, ckpt_path, checkpointer: RunCheckpointer) -> dict:
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except TrainingPaused as pause:
+        return {**(module.last_val or {}), "paused_at_step": pause.step}
     elapsed = time.perf_counter() - start
     if module.last_val is None or module.last_val["step"] != trainer.global_step:
         trainer.validate(module, datamodule=dm, verbose=False)
-        trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt")
+        checkpointer._save(trainer)
     if not trainer.is_global_zero:
         return dict(module.last_val or {})
     extra = {
         "train_seconds": elapsed,
         "steps": trainer.global_step,
         "world_size": trainer.world_size,
+        "checkpoint_seconds": checkpointer.save_seconds,
     }
     if module.rank_checksums is not None:
         extra["rank_checksums"] = module.rank_checksums
