@@ -2,7 +2,7 @@
 
 Every reader of an on-disk dataset goes through these functions so that a missing file, a corrupt
 image, an image / mask size mismatch or a mask value outside the label set fails the same way:
-``FileNotFoundError`` or ``ValueError`` with the path and the offending values (DESIGN §6).
+``FileNotFoundError`` or ``ValueError`` with the path and the offending values.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Long-tail tools: the exponential class profile, head / body / tail groups and a seeded sub-sampler.
 
 These are pure functions shared by every dataset so that the training code, the metrics and the
-reports agree on what "head", "body" and "tail" mean (DESIGN §4).
+reports agree on what "head", "body" and "tail" mean.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def split_total(total: int, weights: Sequence[float]) -> list[int]:
 
 
 def head_body_tail(frequencies: Sequence[int] | np.ndarray) -> dict[str, list[int]]:
-    """Head / body / tail class groups from per-class training frequencies (DESIGN §4).
+    """Head / body / tail class groups from per-class training frequencies.
 
     Classes are ranked by frequency, most frequent first, ties broken by the lower class index;
     with ``k = round(C / 3)`` the head is the top ``k``, the tail the bottom ``k`` and the body the

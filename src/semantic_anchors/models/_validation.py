@@ -1,7 +1,7 @@
 """Argument and input checks shared by the models (private).
 
-Every check fails with an error that names the argument, the expected and the received value
-(DESIGN section 6). None of them reads tensor values, so none forces a device sync.
+Every check fails with an error that names the argument, the expected and the received value.
+None of them reads tensor values, so none forces a device sync.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ An item is ``(image, target)``: with ``transform=None`` the image is a ``uint8``
 segmentation or a python ``int`` for classification; with a transform, ``transform(image,
 target)`` is returned. Every dataset carries its class names, its training-split class
 frequencies (also on its val / test split objects) and the head / body / tail groups derived from
-them, so training, metrics and reports agree (DESIGN §4).
+them, so training, metrics and reports agree.
 """
 
 from __future__ import annotations
