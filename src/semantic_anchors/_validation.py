@@ -85,6 +85,41 @@ def check_finite(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"`{name}` must be finite, got {bad} non-finite value(s) (NaN or inf)")
 
 
+def check_ignore_index(
+    ignore_index: Any, num_classes: int, *, name: str = "ignore_index"
+) -> int | None:
+    """Return ``ignore_index`` (an int or None), or raise if it is a valid class index.
+
+    A value in ``[0, num_classes)`` would silently drop every pixel of that class (e.g. the
+    default 255 with 1000 classes), so it is refused; negative values (``-1``, ``-100``), values
+    ``>= num_classes`` and ``None`` (nothing ignored) are accepted.
+
+    Raises:
+        TypeError: ``ignore_index`` is neither an int nor None.
+        ValueError: ``0 <= ignore_index < num_classes``.
+    """
+    if ignore_index is None:
+        return None
+    check_int(name, ignore_index)
+    if 0 <= ignore_index < num_classes:
+        raise ValueError(
+            f"`{name}` must not be a valid class index in [0, {num_classes - 1}] "
+            f"(num_classes={num_classes}): got {ignore_index}, which would silently ignore class "
+            f"{ignore_index}; pass an ignore_index outside that range (e.g. -1, or the ignored "
+            "label of your dataset) or None for no ignored label"
+        )
+    return ignore_index
+
+
+def check_nonempty(name: str, tensor: torch.Tensor, form: str) -> None:
+    """Raise if ``tensor`` has a dimension of size 0 (an empty batch or a 0-sized map)."""
+    if tensor.numel() == 0:
+        raise ValueError(
+            f"`{name}` must be {form} with every size >= 1 (no empty batch, no 0-sized spatial "
+            f"dimension), got shape {tuple(tensor.shape)}"
+        )
+
+
 def check_labels(
     name: str, labels: torch.Tensor, num_classes: int, ignore_index: int | None, *, validate: bool
 ) -> None:

@@ -1,8 +1,10 @@
 import math
 
+import pytest
 import torch
 
 from semantic_anchors.functional import anchor_gate, reweighted_anchor_ce
+from semantic_anchors.regularizers._embedding import classify_anchors
 from tests.conftest import logits_from_probs
 
 # Rows: anchor c's predicted distribution. Diagonal p = [0.95, 0.5, 0.2].
@@ -64,3 +66,33 @@ def test_gate_closed_partly_and_open():
     assert anchor_gate(logits_from_probs(opened), delta=0.8).tolist() == [True, True, True]
     # A higher delta closes it again for anchor 1 (0.85 is not above 0.87).
     assert anchor_gate(logits_from_probs(opened), delta=0.87).tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "expected"),
+    [(torch.float64, torch.float64), (torch.float32, torch.float32),
+     (torch.bfloat16, torch.float32), (torch.float16, torch.float32)],
+)  # fmt: skip
+def test_computed_in_at_least_float32_and_float64_stays_float64(dtype, expected):
+    logits = logits_from_probs(PROBS).to(dtype)
+    assert reweighted_anchor_ce(logits).dtype == expected
+    assert reweighted_anchor_ce(logits, reweight=False).dtype == expected
+
+
+def test_float64_is_not_rounded_through_float32():
+    """Differences far below float32 resolution still change the float64 loss and gate."""
+    logits = torch.tensor(PROBS, dtype=torch.float64).log()  # p_1 = 0.5 to 1e-16
+    up, down = logits.clone(), logits.clone()
+    up[1, 1] += 1e-12  # p_1 = 0.5 + 2.5e-13
+    down[1, 1] -= 1e-12
+    assert reweighted_anchor_ce(up) != reweighted_anchor_ce(down)
+    assert anchor_gate(up, delta=0.5).tolist() == [True, True, False]
+    assert anchor_gate(down, delta=0.5).tolist() == [True, False, False]
+
+
+def test_classify_anchors_returns_promoted_logits():
+    embedded = torch.randn(3, 4, dtype=torch.float64)
+    for dtype, expected in [(torch.float64, torch.float64), (torch.float32, torch.float32),
+                            (torch.bfloat16, torch.float32)]:  # fmt: skip
+        head = torch.nn.Linear(4, 3).to(dtype)
+        assert classify_anchors(head, embedded, 3).dtype == expected

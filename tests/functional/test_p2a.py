@@ -109,3 +109,23 @@ def test_resize_labels_matches_float_nearest_interpolation():
     expected = F.interpolate(labels[:, None].float(), size=(9, 13), mode="nearest")[:, 0].long()
     assert torch.equal(resize_labels(labels, (9, 13)), expected)
     assert torch.equal(resize_labels(labels, (37, 53)), labels)
+
+
+@pytest.mark.parametrize(
+    ("labels", "size", "match"),
+    [
+        (torch.zeros(2, 8, 8, dtype=torch.long), (0, 0),
+         r"`size` must be the feature map's \(h, w\), two ints >= 1, got \(0, 0\)"),
+        (torch.zeros(2, 8, 8, dtype=torch.long), (4, 0), r"`size` .* got \(4, 0\)"),
+        (torch.zeros(2, 0, 8, dtype=torch.long), (4, 4),
+         r"`labels` must be a \(B, H, W\) tensor with H, W >= 1, got shape \(2, 0, 8\)"),
+        (torch.zeros(2, 8, dtype=torch.long), (4, 4), r"`labels` .* got shape \(2, 8\)"),
+    ],
+)  # fmt: skip
+def test_resize_labels_names_zero_sized_maps(labels, size, match):
+    with pytest.raises(ValueError, match=match):
+        resize_labels(labels, size)
+
+
+def test_resize_labels_keeps_an_empty_batch():
+    assert resize_labels(torch.zeros(0, 8, 8, dtype=torch.long), (4, 4)).shape == (0, 4, 4)

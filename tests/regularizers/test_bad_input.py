@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from semantic_anchors import FixedAnchorRegularizer, SemanticAnchorRegularizer
+from semantic_anchors.regularizers.registry import REGULARIZERS, build_regularizer
 
 HEAD = torch.nn.Conv2d(6, 3, 1)
 
@@ -101,3 +102,62 @@ def test_fixed_anchor_rejects_like_sar():
         )
     with pytest.raises(ValueError, match=r"anchors='etf' needs feat_dim >= num_classes - 1 = 9"):
         FixedAnchorRegularizer(10, 6, anchors="etf")
+
+
+REGULARIZER_NAMES = [name for name, cls in REGULARIZERS.items() if cls is not None]
+
+
+@pytest.mark.parametrize("name", REGULARIZER_NAMES)
+@pytest.mark.parametrize("ignore_index", [0, 7, 255])
+def test_ignore_index_that_is_a_class_is_refused(name, ignore_index):
+    """1000 classes with the default 255 would silently drop class 255: refused at construction."""
+    with pytest.raises(ValueError, match=rf"`ignore_index` must not be a valid class index in "
+                       rf"\[0, 999\] \(num_classes=1000\): got {ignore_index}.*-1.*None"):  # fmt: skip
+        build_regularizer(name, 1000, 1000, dense=False, ignore_index=ignore_index)
+
+
+def test_default_ignore_index_with_more_than_255_classes():
+    with pytest.raises(ValueError, match=r"got 255, which would silently ignore class 255"):
+        SemanticAnchorRegularizer(num_classes=1000, feat_dim=16, dense=False)
+
+
+@pytest.mark.parametrize("name", REGULARIZER_NAMES)
+@pytest.mark.parametrize("ignore_index", [-1, None, 300])
+def test_ignore_index_outside_the_classes_is_accepted(name, ignore_index):
+    reg = build_regularizer(name, 300, 300, dense=False, ignore_index=ignore_index)
+    assert reg.ignore_index == ignore_index
+    labels = torch.tensor([0, 255, 299, 1])
+    if ignore_index is not None:
+        labels[1] = ignore_index  # an ignored sample among valid ones (255 is a class here)
+    features = torch.randn(4, 300, requires_grad=True)
+    loss = reg(features, labels, torch.nn.Linear(300, 300))
+    assert torch.isfinite(loss)
+
+
+def test_ignore_index_type_is_checked():
+    with pytest.raises(TypeError, match=r"`ignore_index` must be an int, got '255'"):
+        SemanticAnchorRegularizer(3, 6, ignore_index="255")
+
+
+@pytest.mark.parametrize(
+    ("features", "labels", "dense", "match"),
+    [
+        (torch.randn(2, 6, 0, 0), torch.zeros(2, 8, 8, dtype=torch.long), True,
+         r"`features` must be \(B, D, h, w\) dense features with every size >= 1 .* got shape "
+         r"\(2, 6, 0, 0\)"),
+        (torch.randn(2, 6, 4, 0), torch.zeros(2, 8, 8, dtype=torch.long), True,
+         r"`features` .* got shape \(2, 6, 4, 0\)"),
+        (torch.randn(0, 6, 4, 4), torch.zeros(0, 8, 8, dtype=torch.long), True,
+         r"`features` .*no empty batch.* got shape \(0, 6, 4, 4\)"),
+        (torch.randn(2, 6, 4, 4), torch.zeros(2, 0, 8, dtype=torch.long), True,
+         r"`labels` must be \(B, H, W\) labels with every size >= 1 .* got shape \(2, 0, 8\)"),
+        (torch.randn(0, 6), torch.zeros(0, dtype=torch.long), False,
+         r"`features` must be \(B, D\) vector features with every size >= 1 .* \(0, 6\)"),
+    ],
+)  # fmt: skip
+def test_zero_sized_inputs_are_named(features, labels, dense, match):
+    head = torch.nn.Conv2d(6, 3, 1) if dense else torch.nn.Linear(6, 3)
+    for name in REGULARIZER_NAMES:
+        reg = build_regularizer(name, 3, 6, dense=dense)
+        with pytest.raises(ValueError, match=match):
+            reg(features, labels, head)

@@ -8,6 +8,11 @@ import torch.nn.functional as F
 __all__ = ["reweighted_anchor_ce", "anchor_gate"]
 
 
+def _compute_dtype(logits: torch.Tensor) -> torch.dtype:
+    """float32 for float32 / bf16 / fp16 logits, float64 for float64 ones (never lower)."""
+    return torch.promote_types(logits.dtype, torch.float32)
+
+
 def reweighted_anchor_ce(
     logits: torch.Tensor, tau: float = 0.9, reweight: bool = True, eps: float = 1e-9
 ) -> torch.Tensor:
@@ -17,6 +22,8 @@ def reweighted_anchor_ce(
     ``w_c = log p_c / (sum_i log p_i + eps)`` (Eq. 7) and the loss is ``sum_c w_c * CE_c`` (Eq. 5).
     The weights are not detached, exactly as the authors' training code; when every anchor is
     above ``tau`` all weights are 0 and so is the loss. ``reweight=False`` gives the plain mean CE.
+    Computed in ``promote_types(logits.dtype, float32)``: float32 for bf16 / fp16 / float32
+    logits, float64 for float64 logits.
 
     Args:
         logits: ``(C, C)``; row ``c`` holds the classifier's logits for embedded anchor ``c``.
@@ -32,7 +39,7 @@ def reweighted_anchor_ce(
         >>> reweighted_anchor_ce(torch.eye(3) * 10).item()
         0.0
     """
-    log_probs = F.log_softmax(logits.float(), dim=1)  # (C, C)
+    log_probs = F.log_softmax(logits.to(_compute_dtype(logits)), dim=1)  # (C, C)
     log_p = torch.diagonal(log_probs)  # (C,) log p_c
     ce = -log_p  # (C,)
     if not reweight:
@@ -48,12 +55,13 @@ def anchor_gate(logits: torch.Tensor, delta: float = 0.8) -> torch.Tensor:
 
     Anchor ``c`` passes when ``argmax(logits[c]) == c`` and ``softmax(logits)[c, c] > delta``
     (the raw probability, before Eq. 6). SAR's default gate opens only when all anchors pass.
+    The probabilities are computed in ``promote_types(logits.dtype, float32)``, like the CE.
 
     Shape:
         - logits: ``(C, C)``.
         - Output: ``(C,)`` bool.
     """
-    probs = F.softmax(logits.detach().float(), dim=1)  # (C, C)
+    probs = F.softmax(logits.detach().to(_compute_dtype(logits)), dim=1)  # (C, C)
     classes = torch.arange(logits.shape[0], device=logits.device)  # (C,)
     correct = probs.argmax(dim=1) == classes  # (C,)
     return correct & (torch.diagonal(probs) > delta)  # (C,)

@@ -22,7 +22,25 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     Shape:
         - labels: ``(B, H, W)`` integer.
         - Output: ``(B, h, w)`` int64.
+
+    Raises:
+        ValueError: ``labels`` is not ``(B, H, W)`` with ``H, W >= 1``, or ``size`` is not
+            two ints ``>= 1`` (a 0-sized feature map), instead of an error deep inside
+            ``F.interpolate``.
     """
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 3 or 0 in labels.shape[1:]:
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"`labels` must be a (B, H, W) tensor with H, W >= 1, got shape {shape}")
+    size_ok = (
+        isinstance(size, (tuple, list, torch.Size))
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+    )
+    if not size_ok:
+        raise ValueError(
+            f"`size` must be the feature map's (h, w), two ints >= 1, got {size!r} (features with "
+            "a 0-sized spatial dimension cannot be matched to labels)"
+        )
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels.long()
     resized = F.interpolate(labels[:, None].float(), size=size, mode="nearest")  # (B, 1, h, w)

@@ -52,10 +52,12 @@ def _parameter_dtype(module: object) -> torch.dtype | None:
 def classify_anchors(
     classifier: Callable[[torch.Tensor], torch.Tensor], embedded: torch.Tensor, num_classes: int
 ) -> torch.Tensor:
-    """Run the model's own classifier on the embedded anchors and return ``(C, C)`` float logits.
+    """Run the model's own classifier on the embedded anchors and return ``(C, C)`` logits.
 
     ``nn.Conv2d`` classifiers get ``(C, D, 1, 1)``, anything else ``(C, D)``. The anchors are cast
-    to the classifier's parameter dtype (a model kept in bf16) and the logits back to float32.
+    to the classifier's parameter dtype (a model kept in bf16 or float64) and the logits come back
+    in ``promote_types(dtype, float32)``: float32 for bf16 / fp16 / float32 classifiers, float64
+    for a float64 one, so the auxiliary CE and the gate never lose a float64 model's precision.
 
     Raises:
         ValueError: the classifier expects another input width or does not return ``C`` logits
@@ -83,4 +85,4 @@ def classify_anchors(
             f"({num_classes}, {num_classes}) logits (num_classes outputs), got "
             f"{tuple(logits.shape)}"
         )
-    return logits.float()  # (C, C)
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))  # (C, C)

@@ -11,8 +11,10 @@ from torch import nn
 from semantic_anchors._validation import (
     check_callable,
     check_finite,
+    check_ignore_index,
     check_int,
     check_labels,
+    check_nonempty,
     check_tensor,
 )
 from semantic_anchors.functional.p2a import resize_labels
@@ -34,7 +36,14 @@ class Regularizer(nn.Module):
         dense: ``True`` for dense ``(B, D, h, w)`` features (segmentation), ``False`` for vector
             ``(B, D)`` features (classification).
         ignore_index: label value that is ignored (default 255); ``None`` for no ignore value.
+            It must not be a class index: with ``num_classes > 255`` pass e.g. ``-1`` or None.
         validate: run the checks that force a device sync (finite features, label range).
+
+    Raises:
+        ValueError: ``num_classes < 2``, ``feat_dim < 1``, or ``ignore_index`` in
+            ``[0, num_classes)`` (it would silently ignore that class).
+        TypeError: a non-int ``num_classes`` / ``feat_dim`` / ``ignore_index`` or a non-bool
+            ``dense``.
     """
 
     requires_classifier: bool = False
@@ -54,9 +63,7 @@ class Regularizer(nn.Module):
         if not isinstance(dense, bool):
             raise TypeError(f"`dense` must be a bool, got {dense!r}")
         self.dense = dense
-        if ignore_index is not None:
-            check_int("ignore_index", ignore_index)
-        self.ignore_index = ignore_index
+        self.ignore_index = check_ignore_index(ignore_index, self.num_classes)
         self.validate = bool(validate)
         self._last_stats: dict[str, torch.Tensor] = {}
 
@@ -64,8 +71,8 @@ class Regularizer(nn.Module):
     def _check_features(self, features: torch.Tensor) -> None:
         check_tensor("features", features)
         expected_rank = 4 if self.dense else 2
+        form = "(B, D, h, w) dense" if self.dense else "(B, D) vector"
         if features.dim() != expected_rank:
-            form = "(B, D, h, w) dense" if self.dense else "(B, D) vector"
             hint = ""
             if not self.dense and features.dim() == 4:
                 hint = "; dense features need a regularizer built with dense=True"
@@ -80,6 +87,7 @@ class Regularizer(nn.Module):
                 f"`features` must have feat_dim={self.feat_dim} channels in dim 1, got "
                 f"{features.shape[1]} (shape {tuple(features.shape)})"
             )
+        check_nonempty("features", features, f"{form} features")
         if not features.dtype.is_floating_point:
             raise ValueError(f"`features` must be floating point, got dtype {features.dtype}")
         if self.validate:
@@ -90,9 +98,10 @@ class Regularizer(nn.Module):
         if self.dense and labels.dim() == 4 and labels.shape[1] == 1:
             labels = labels[:, 0]  # (B, H, W)
         expected_rank = 3 if self.dense else 1
+        form = "(B, H, W)" if self.dense else "(B,)"
         if labels.dim() != expected_rank:
-            form = "(B, H, W)" if self.dense else "(B,)"
             raise ValueError(f"`labels` must have shape {form}, got {tuple(labels.shape)}")
+        check_nonempty("labels", labels, f"{form} labels")
         if labels.shape[0] != features.shape[0]:
             raise ValueError(
                 f"`labels` batch size must match `features` ({features.shape[0]}), got "
@@ -123,8 +132,9 @@ class Regularizer(nn.Module):
             classifier: the model's final classifier, when the regularizer needs it.
 
         Raises:
-            ValueError: wrong feature rank or dimension, batch mismatch, float labels, labels
-                out of range, non-finite features, a missing classifier.
+            ValueError: wrong feature rank or dimension, an empty batch or a 0-sized spatial
+                dimension (features or labels), batch mismatch, float labels, labels out of
+                range, non-finite features, a missing classifier.
             TypeError: arguments that are not tensors / callables.
         """
         self._check_features(features)

@@ -38,7 +38,8 @@ class SemanticAnchorRegularizer(Regularizer):
         tau: confidence above which an anchor's CE weight is suppressed (Eq. 6; paper 0.9).
         delta: probability every anchor must exceed for the gate to open (paper 0.8).
         momentum: EMA factor ``alpha`` of Eq. 8 (paper 0.999), weight of the old value.
-        ignore_index: label value ignored in the pixel-to-anchor loss.
+        ignore_index: label value ignored in the pixel-to-anchor loss (default 255); it must not
+            be a class index, so with more than 255 classes pass e.g. ``-1`` or None.
         gate: ``"all"`` (paper: open only when every anchor passes) or ``"class"`` (update and
             use the semantic anchor of each passing class independently).
         use_ema: ``False`` replaces the semantic anchors by the current embedded anchors on each
@@ -50,7 +51,8 @@ class SemanticAnchorRegularizer(Regularizer):
     Attributes:
         anchors: buffer ``(C, D)``, the pre-defined anchors ``A`` (fixed).
         embedding: the trainable ``h_psi`` module.
-        semantic_anchors: buffer ``(C, D)``, the EMA semantic anchors ``A_hat`` (float32).
+        semantic_anchors: buffer ``(C, D)``, the EMA semantic anchors ``A_hat`` (float32; float64
+            after ``.double()``, in which case the whole auxiliary stream runs in float64).
         initialized: buffer ``(C,)`` bool, which rows of ``semantic_anchors`` hold a value.
         last_stats: ``loss_aux`` and ``loss_p2a`` (weighted), ``gate_open``, ``num_confident``
             (anchors passing the gate test) and ``min_anchor_prob`` of the last call.
@@ -61,9 +63,11 @@ class SemanticAnchorRegularizer(Regularizer):
         - Output: ``()``.
 
     Raises:
-        ValueError: ``num_classes < 2``; ``tau`` / ``delta`` outside ``(0, 1]``; ``momentum``
-            outside ``[0, 1)``; negative lambdas; unknown ``gate``; bad anchors; and, per call,
-            everything :meth:`Regularizer.forward` checks plus a classifier of the wrong size.
+        ValueError: ``num_classes < 2``; ``ignore_index`` in ``[0, num_classes)``; ``tau`` /
+            ``delta`` outside ``(0, 1]``; ``momentum`` outside ``[0, 1)``; negative lambdas;
+            unknown ``gate``; bad anchors; and, per call, everything
+            :meth:`Regularizer.forward` checks (including empty or 0-sized features) plus a
+            classifier of the wrong size.
 
     Example:
         >>> import torch.nn.functional as F

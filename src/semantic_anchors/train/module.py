@@ -48,6 +48,8 @@ class AnchorModule(L.LightningModule):
                 f" model but dataset {config['data']['name']!r} is a {self.task} dataset"
             )
         reg_name, reg_options = _options(config["regularizer"])
+        if reg_name != "none":  # the dataset's ignore value (a regularizer refuses a real class)
+            reg_options.setdefault("ignore_index", self.ignore_index)
         self.regularizer = build_regularizer(
             reg_name, self.num_classes, self.model.feat_dim, dense=self.model.dense, **reg_options
         )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .._safe_pickle import UnsafePickleError, safe_pickle_load
 from ..io import require_file
 from ..registry import register_dataset
 from .base import BaseDataset, LongTailSubset, cached_frequencies, count_classes, resolve_root
@@ -23,16 +23,21 @@ _LAYOUT = """\
 
 
 def load_cifar_pickle(path: Path) -> dict[str, object]:
-    """Load one CIFAR python pickle with ``str`` keys.
+    """Load one CIFAR python pickle with ``str`` keys, safely.
+
+    The file is read by a restricted unpickler that only builds builtin containers and numpy
+    arrays (:mod:`semantic_anchors.data._safe_pickle`): a crafted file cannot run code.
 
     Raises:
         FileNotFoundError: If the file is missing (names the layout).
-        ValueError: If the file is not a readable CIFAR pickle (names the file).
+        ValueError: If the file is not a readable CIFAR pickle, or references anything besides
+            containers and numpy arrays (names the file and the refused global).
     """
     require_file(path, _LAYOUT)
     try:
-        with open(path, "rb") as f:
-            raw = pickle.load(f, encoding="latin1")  # the official files are python-2 pickles
+        raw = safe_pickle_load(path, encoding="latin1")  # the official files are python-2 pickles
+    except UnsafePickleError:  # a ValueError that names the file and the refused global
+        raise
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise ValueError(f"corrupt or unreadable CIFAR pickle {str(path)!r}: {err}") from err
     if not isinstance(raw, dict):
