@@ -26,6 +26,7 @@ __all__ = [
     "ClassSampler",
     "compute_diagnostics",
     "load_diagnostics",
+    "read_diagnostics_file",
 ]
 
 DIAGNOSTICS_FILE = "diagnostics.pt"
@@ -197,6 +198,56 @@ def _save(result: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# what the report and the plots read from a cached result
+_REQUIRED_KEYS = ("centers", "samples", "sample_labels", "class_names", "regularizer")
+
+
+def _rebuild_hint(checkpoint: Path) -> str:
+    if checkpoint.is_file():
+        return "delete it or pass --recompute to rebuild it from the checkpoint"
+    return "delete it (the run has no checkpoint to rebuild it from)"
+
+
+def read_diagnostics_file(path: Path, *, checkpoint: Path | None = None) -> dict[str, Any]:
+    """Load a ``diagnostics.pt`` safely (tensors and plain values only).
+
+    Raises:
+        ValueError: the file cannot be read or does not hold a dict; the message names it.
+    """
+    checkpoint = checkpoint if checkpoint is not None else path.parent / "checkpoints/last.ckpt"
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        lines = str(err).strip().splitlines()
+        reason = lines[0].split(". ")[0][:200] if lines else type(err).__name__
+        if "Weights only load failed" in reason:  # torch's advice to unpickle freely: not ours
+            reason = "not a torch.save file of tensors and plain values"
+        raise ValueError(
+            f"{path} is not a readable diagnostics file ({reason}); {_rebuild_hint(checkpoint)}"
+        ) from err
+    if not isinstance(cached, dict):
+        raise ValueError(
+            f"{path} must hold a dict of diagnostics, got {type(cached).__name__}; "
+            f"{_rebuild_hint(checkpoint)}"
+        )
+    return cached
+
+
+def _check_cached(cached: dict, path: Path, checkpoint: Path) -> None:
+    missing = [key for key in _REQUIRED_KEYS if key not in cached]
+    if missing:
+        raise ValueError(
+            f"{path} is incomplete: expected the keys {list(_REQUIRED_KEYS)}, missing {missing}; "
+            f"{_rebuild_hint(checkpoint)}"
+        )
+    centers = cached["centers"]
+    if not isinstance(centers, torch.Tensor) or centers.ndim != 2:
+        shape = tuple(centers.shape) if isinstance(centers, torch.Tensor) else type(centers)
+        raise ValueError(
+            f"{path}: 'centers' must be a (C, D) tensor, got {shape}; {_rebuild_hint(checkpoint)}"
+        )
+
+
 def load_diagnostics(
     run_dir: str | Path,
     *,
@@ -209,18 +260,21 @@ def load_diagnostics(
     with other settings, or ``recompute``; None for a run without checkpoint nor cache.
 
     Raises:
-        ValueError: as :func:`compute_diagnostics`.
+        ValueError: a corrupt or incomplete ``diagnostics.pt`` (names the file; delete it or
+            pass ``recompute=True`` to rebuild it from the checkpoint), and as
+            :func:`compute_diagnostics`.
     """
     run_dir = Path(run_dir)
     cache, ckpt = run_dir / DIAGNOSTICS_FILE, run_dir / "checkpoints" / "last.ckpt"
     settings = {"max_images": max_images, "samples_per_class": samples_per_class}
     if cache.is_file() and not recompute:
-        cached = torch.load(cache, map_location="cpu", weights_only=True)
+        cached = read_diagnostics_file(cache, checkpoint=ckpt)
         fresh = cached.get("version") == FORMAT_VERSION and (
             not ckpt.is_file()
             or (cached.get("checkpoint") == _stamp(ckpt) and cached.get("settings") == settings)
         )
         if fresh:
+            _check_cached(cached, cache, ckpt)
             return cached
     if not ckpt.is_file():
         return None

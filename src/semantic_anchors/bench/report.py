@@ -238,13 +238,30 @@ def _commands(results: dict, runs: dict[str, dict[str, list[RunRecord]]]) -> lis
             for r in records:
                 file = r.path / "command.txt"
                 if file.is_file():
-                    run_commands += file.read_text().strip().splitlines()
+                    run_commands += file.read_text(errors="replace").strip().splitlines()
     if run_commands:
         lines += [
             f"<details><summary>the {len(run_commands)} training command(s) run</summary>",
             "", "```bash", *run_commands, "```", "", "</details>", "",
         ]  # fmt: skip
     return lines
+
+
+def _diagnostics_sentence(runs: list[RunRecord]) -> str:
+    """Says how many validation images the diagnostics used, per dataset (nothing if none ran)."""
+    counts: dict[str, set[int]] = {}
+    for record in runs:
+        if record.diagnostics is not None and record.diagnostics.get("num_images") is not None:
+            counts.setdefault(record.dataset, set()).add(int(record.diagnostics["num_images"]))
+    if not counts:
+        return ""
+    parts = [
+        f"`{name}`: {', '.join(str(n) for n in sorted(seen))}" for name, seen in counts.items()
+    ]
+    return (
+        " Diagnostics are in feature units, measured on the first validation images of each run "
+        f"(images used: {'; '.join(parts)}; see `docs/bench.md`)."
+    )
 
 
 def write_report(
@@ -276,27 +293,30 @@ def write_report(
         The path of ``report.md``.
 
     Raises:
-        FileNotFoundError: ``bench_dir`` is not a bench folder.
+        FileNotFoundError: ``bench_dir`` does not exist or is not a bench folder (no ``runs/``);
+            nothing is created.
+        ValueError: a corrupt ``suite.yaml``, ``bench.json``, ``metrics.json`` or
+            ``diagnostics.pt``; the message names the file.
     """
     bench_dir = Path(bench_dir)
     report_dir = Path(report_dir) if report_dir is not None else bench_dir
+    # Read everything first: a missing bench folder is never created, a corrupt file is named
+    # before anything is written.
+    results, runs = build_results(
+        bench_dir, diagnostics=diagnostics, recompute=recompute, max_images=max_images,
+        samples_per_class=samples_per_class, echo=echo,
+    )  # fmt: skip
     report_dir.mkdir(parents=True, exist_ok=True)
     if plots and importlib.util.find_spec("matplotlib") is None:
         plots = False
         if echo is not None:
             echo("matplotlib is not installed: the report has no plots (pip install matplotlib)")
-    results, runs = build_results(
-        bench_dir, diagnostics=diagnostics, recompute=recompute, max_images=max_images,
-        samples_per_class=samples_per_class, echo=echo,
-    )  # fmt: skip
     lines = [f"# Benchmark `{results['suite']}`", ""]
     if results["description"]:
         lines += [results["description"].strip(), ""]
     lines += [
         "Numbers are mean ± sample standard deviation (ddof = 1) over seeds; rates are "
-        "percentages. "
-        "Bold: the best mean of a column. Diagnostics are in feature units, measured on the "
-        f"first {max_images} validation images (see `docs/bench.md`).", "",
+        "percentages. Bold: the best mean of a column." + _diagnostics_sentence(runs), "",
     ]  # fmt: skip
     for dataset, ds in results["datasets"].items():
         recipe = f", recipe `{ds['recipe']}`" if ds.get("recipe") else ""

@@ -28,6 +28,8 @@ __all__ = [
     "discover_runs",
     "paired_differences",
     "pairwise_consistency",
+    "read_json_object",
+    "read_metrics",
     "summarize_values",
 ]
 
@@ -112,12 +114,21 @@ def discover_runs(bench_dir: str | Path) -> dict[str, dict[str, list[RunRecord]]
     else alphabetically.
 
     Raises:
-        FileNotFoundError: ``DIR/runs`` does not exist.
+        FileNotFoundError: ``DIR`` or ``DIR/runs`` does not exist.
+        ValueError: a corrupt ``suite.yaml`` or ``metrics.json`` (names the file).
     """
     bench_dir = Path(bench_dir)
     runs_dir = bench_dir / "runs"
+    if not bench_dir.is_dir():
+        raise FileNotFoundError(
+            f"{bench_dir} is not a bench folder: it does not exist (expected a folder with "
+            "runs/<dataset>/<method>/seed<k>/, as `semantic-anchors bench` writes)"
+        )
     if not runs_dir.is_dir():
-        raise FileNotFoundError(f"{bench_dir} is not a bench folder: no runs/ inside")
+        raise FileNotFoundError(
+            f"{bench_dir} is not a bench folder: no runs/ inside (expected "
+            "runs/<dataset>/<method>/seed<k>/, as `semantic-anchors bench` writes)"
+        )
     suite = _read_suite(bench_dir)
     found: dict[str, dict[str, dict[int, Path]]] = {}
     for seed_dir in sorted(runs_dir.glob("*/*/seed*")):
@@ -143,7 +154,7 @@ def discover_runs(bench_dir: str | Path) -> dict[str, dict[str, list[RunRecord]]
             for seed in seeds:
                 paths.setdefault(seed, runs_dir / dataset / method / f"seed{seed}")
             out[dataset][method] = [
-                RunRecord(dataset, method, seed, path, _read_metrics(path))
+                RunRecord(dataset, method, seed, path, read_metrics(path))
                 for seed, path in sorted(paths.items())
             ]
     return out
@@ -151,14 +162,69 @@ def discover_runs(bench_dir: str | Path) -> dict[str, dict[str, list[RunRecord]]
 
 def _read_suite(bench_dir: Path) -> dict:
     file = bench_dir / "suite.yaml"
-    return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
+    if not file.is_file():
+        return {}
+    try:
+        suite = yaml.safe_load(file.read_text(errors="replace"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{file} is not valid YAML: {err}") from err
+    if suite is None:
+        return {}
+    if not isinstance(suite, dict):
+        raise ValueError(f"{file} must hold a mapping (a suite), got {type(suite).__name__}")
+    return suite
 
 
-def _read_metrics(run_dir: Path) -> dict | None:
-    file = run_dir / "metrics.json"
+def read_json_object(file: Path) -> dict:
+    """The JSON object in ``file``.
+
+    Raises:
+        ValueError: the file is not valid JSON or holds something other than an object; the
+            message names the file.
+    """
+    try:
+        value = json.loads(file.read_text(errors="replace"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file} is not valid JSON (corrupt or truncated?): {err}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{file} must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
+_NUMBER_KEYS = (*SEGMENTATION_KEYS, *CLASSIFICATION_KEYS, "train_seconds", "step", "steps")
+_LIST_KEYS = ("IoU", "Acc", "class_frequencies", "class_names")
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def read_metrics(run_dir: str | Path) -> dict | None:
+    """``RUN/metrics.json`` as training writes it, checked; None when the run has none yet.
+
+    Raises:
+        ValueError: the file is corrupt, or a field has the wrong type (names the file, the key,
+            what was expected and what it holds).
+    """
+    file = Path(run_dir) / "metrics.json"
     if not file.is_file():
         return None
-    return json.loads(file.read_text())
+    metrics = read_json_object(file)
+    for key in _NUMBER_KEYS:
+        if not _is_number(metrics.get(key)):
+            raise ValueError(f"{file}: {key!r} must be a number or null, got {metrics[key]!r}")
+    for key in _LIST_KEYS:
+        value = metrics.get(key)
+        if value is None:
+            continue
+        check = (lambda v: isinstance(v, str)) if key == "class_names" else _is_number
+        if not isinstance(value, list) or not all(check(v) for v in value):
+            kind = "strings" if key == "class_names" else "numbers / nulls"
+            raise ValueError(f"{file}: {key!r} must be a list of {kind}, got {value!r:.80}")
+    groups = metrics.get("groups")
+    if groups is not None and not isinstance(groups, dict):
+        raise ValueError(f"{file}: 'groups' must be an object of class lists, got {groups!r:.80}")
+    return metrics
 
 
 def _gate_open_fraction(run_dir: Path) -> float | None:
@@ -232,13 +298,15 @@ def build_results(
     ``RUN/diagnostics.pt`` (see :func:`~semantic_anchors.bench.diagnostics.load_diagnostics`).
 
     Raises:
-        FileNotFoundError: ``bench_dir`` has no ``runs/``.
+        FileNotFoundError: ``bench_dir`` does not exist or has no ``runs/``.
+        ValueError: a corrupt ``suite.yaml``, ``bench.json``, ``metrics.json`` or
+            ``diagnostics.pt`` (the message names the file).
     """
     bench_dir = Path(bench_dir)
     runs = discover_runs(bench_dir)
     suite = _read_suite(bench_dir)
     info_file = bench_dir / "bench.json"
-    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    info = read_json_object(info_file) if info_file.is_file() else {}
     results: dict[str, Any] = {
         "suite": suite.get("name", bench_dir.name),
         "description": suite.get("description", ""),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from semantic_anchors import viz
 from semantic_anchors.bench.diagnostics import load_diagnostics
+from semantic_anchors.bench.results import read_metrics
 
 __all__ = ["plot_run"]
 
@@ -27,10 +27,19 @@ def plot_run(
         The paths written.
 
     Raises:
-        FileNotFoundError: not a run folder (no checkpoint, no cached diagnostics).
+        FileNotFoundError: ``run_dir`` does not exist or is not a run folder (no checkpoint, no
+            cached diagnostics).
+        ValueError: a corrupt ``metrics.json`` or ``diagnostics.pt`` (names the file), or a
+            checkpoint that does not fit its config.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(
+            f"run folder {run_dir} does not exist (expected a folder with "
+            "checkpoints/last.ckpt, as `semantic-anchors train --out` writes)"
+        )
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "plots"
+    metrics = read_metrics(run_dir)  # read first: a corrupt file is named before any work
     diag = load_diagnostics(run_dir)
     if diag is None:
         raise FileNotFoundError(
@@ -40,9 +49,7 @@ def plot_run(
     # a bench run folder (<dataset>/<method>/seed<k>) is named by all three parts
     label = "/".join(parts[-3:]) if run_dir.name.startswith("seed") else run_dir.name
     name = label
-    metrics_file = run_dir / "metrics.json"
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    if metrics is not None:
         score = metrics.get("mIoU", metrics.get("top1"))
         key = "mIoU" if "mIoU" in metrics else "top-1"
         if score is not None:
