@@ -19,3 +19,15 @@ def _one_intra_op_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="class")
+def model(request: pytest.FixtureRequest) -> torch.nn.Module:
+    """The model of a ``ModelContractTests`` subclass, built once per class."""
+    return request.cls().build()
+
+
+@pytest.fixture(scope="class")
+def images(request: pytest.FixtureRequest) -> torch.Tensor:
+    """A batch of the class's ``input_shape``."""
+    return torch.randn(request.cls.input_shape, generator=torch.Generator().manual_seed(1))

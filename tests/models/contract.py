@@ -34,13 +34,8 @@ class ModelContractTests:
         torch.manual_seed(seed)
         return create_model(self.model_name, num_classes=self.num_classes, **self.model_kwargs)
 
-    @pytest.fixture(scope="class")
-    def model(self) -> nn.Module:
-        return self.build()
-
-    @pytest.fixture(scope="class")
-    def images(self) -> torch.Tensor:
-        return torch.randn(self.input_shape, generator=torch.Generator().manual_seed(1))
+    # The class-scoped ``model`` and ``images`` fixtures live in conftest.py (built from
+    # ``request.cls``): pytest no longer accepts class-scoped fixtures as instance methods.
 
     def labels(self, images: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = images.shape

@@ -159,7 +159,7 @@ def test_one_writer_per_run_folder(tmp_path):
             RunLock(run).acquire()
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()
     # The dead holder's lock file is still there, but the lock went with the process.
     assert (run / ".lock").is_file()
     train("synthlt-fcn-quick", [*TINY, "trainer.max_steps=2"], out_dir=run)
