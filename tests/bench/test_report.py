@@ -174,3 +174,22 @@ def test_report_command_on_a_fabricated_bench(tmp_path, capsys):
     assert not (tmp_path / "docs" / "plots").exists()
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "not a bench folder" in capsys.readouterr().err
+
+
+def test_report_says_how_many_images_the_diagnostics_used():
+    from types import SimpleNamespace
+
+    from semantic_anchors.bench.report import _diagnostics_sentence
+
+    def record(dataset, n):
+        return SimpleNamespace(
+            dataset=dataset, diagnostics=None if n is None else {"num_images": n}
+        )
+
+    runs = {
+        "synthlt": {"none": [record("synthlt", 500)], "sar": [record("synthlt", 500)]},
+        "fashion-lt": {"sar": [record("fashion-lt", 1000), record("fashion-lt", None)]},
+    }
+    text = _diagnostics_sentence(runs)
+    assert "images used: `synthlt`: 500; `fashion-lt`: 1000" in text
+    assert _diagnostics_sentence({"synthlt": {"none": [record("synthlt", None)]}}) == ""

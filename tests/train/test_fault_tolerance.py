@@ -164,6 +164,18 @@ def test_one_writer_per_run_folder(tmp_path):
     assert (run / ".lock").is_file()
     train("synthlt-fcn-quick", [*TINY, "trainer.max_steps=2"], out_dir=run)
     assert folder_state(run) == "finished"
+    # A folder in use is reported as such (with its holder) before anything about its state.
+    holder = _hold_lock(run)
+    try:
+        for call in (
+            lambda: train("synthlt-fcn-quick", [*TINY], out_dir=run),
+            lambda: train(None, ["trainer.max_steps=4"], resume=run),
+        ):
+            with pytest.raises(RunFolderBusy, match=rf"in use by PID {holder.pid}"):
+                call()
+    finally:
+        holder.kill()
+        holder.communicate()
 
 
 # --------------------------------------------------------------------------- real processes
@@ -237,7 +249,7 @@ def test_two_trainings_into_one_folder(tmp_path):
     assert second.returncode == 2
     assert f"in use by PID {first.pid}" in err
     first.kill()
-    first.wait()
+    first.communicate()
     at = load_checkpoint(run / "checkpoints/last.ckpt")["global_step"]
     again = subprocess.run(
         _cli("train", "--resume", str(run), "--set", f"trainer.max_steps={at + 2}"),

@@ -247,10 +247,11 @@ def _commands(results: dict, runs: dict[str, dict[str, list[RunRecord]]]) -> lis
     return lines
 
 
-def _diagnostics_sentence(runs: list[RunRecord]) -> str:
+def _diagnostics_sentence(runs: dict[str, dict[str, list[RunRecord]]]) -> str:
     """Says how many validation images the diagnostics used, per dataset (nothing if none ran)."""
     counts: dict[str, set[int]] = {}
-    for record in runs:
+    records = [r for methods in runs.values() for rs in methods.values() for r in rs]
+    for record in records:
         if record.diagnostics is not None and record.diagnostics.get("num_images") is not None:
             counts.setdefault(record.dataset, set()).add(int(record.diagnostics["num_images"]))
     if not counts:

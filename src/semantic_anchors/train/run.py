@@ -28,6 +28,7 @@ from semantic_anchors.train.runfolder import (
     RunFolderBusy,
     RunLock,
     config_changes,
+    ensure_not_busy,
     folder_state,
     is_global_zero_process,
     record_changes,
@@ -185,6 +186,8 @@ def _resume_config(
 ) -> tuple[dict, Path | None, int, list[dict]]:
     """The config to continue ``out_dir`` with, its checkpoint (``None``: restart from step 0),
     the step it continues from, and the changes made on this resume."""
+    if rank_zero:
+        ensure_not_busy(out_dir)
     state = folder_state(out_dir)
     if state == "new":
         raise FileNotFoundError(f"cannot resume {out_dir}: no config.yaml (not a run folder?)")
@@ -329,6 +332,7 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
 
 
 def _refuse_existing(out_dir: Path) -> None:
+    ensure_not_busy(out_dir)
     state = folder_state(out_dir)
     if state in ("finished", "interrupted"):
         raise FileExistsError(

@@ -26,6 +26,7 @@ __all__ = [
     "RunFolderBusy",
     "RunLock",
     "config_changes",
+    "ensure_not_busy",
     "folder_state",
     "is_global_zero_process",
     "record_changes",
@@ -135,6 +136,25 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def ensure_not_busy(folder: Path) -> None:
+    """Raise :class:`RunFolderBusy` if a live process holds ``folder``'s lock (creates nothing).
+
+    Checked before the folder's state, so a second command on a folder in use names the holder.
+    """
+    path = Path(folder) / LOCK_FILE
+    if not path.is_file():
+        return
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderBusy(
+                f"{folder} is in use by {_describe_holder(fh.read())}; wait for it to end or "
+                "stop it (a lock of a process that died is released by the system)"
+            ) from None
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _describe_holder(text: str) -> str:
