@@ -108,6 +108,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from semantic_anchors.train.export import export_run
+
+    out = export_run(args.path, args.out, best=args.best)
+    size = out.stat().st_size / 2**20
+    print(f"exported the model (no regularizer state) to {out} ({size:.1f} MB); load it with "
+          "semantic_anchors.models.load_exported")  # fmt: skip
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from semantic_anchors.train.demo import run_demo
 
@@ -260,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="write a run's model as a plain file (no SAR state)")
+    p.add_argument("path", type=Path, help="run folder or .ckpt file")
+    p.add_argument("--out", type=Path, required=True, help="the output file, e.g. model.pt")
+    p.add_argument("--best", action="store_true", help="export checkpoints/best.ckpt")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="CE vs CE + SAR on the embedded synthlt data (CPU, minutes)")
     p.add_argument("--out", default=None, help="folder for the two runs (default runs/demo-<time>)")

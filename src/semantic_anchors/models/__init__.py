@@ -27,6 +27,7 @@ from .backbones import (
     SmallCNN,
 )
 from .classifier import ClassificationModel
+from .exported import load_exported, save_exported
 from .heads import ASPPHead, DecodeHead, FCNHead
 from .layers import ConvBNReLU
 from .output import ModelOutput
@@ -54,7 +55,9 @@ __all__ = [
     "create_model",
     "get_model_entry",
     "list_models",
+    "load_exported",
     "load_pretrained",
     "read_state_dict",
     "register_model",
+    "save_exported",
 ]

@@ -1,0 +1,45 @@
+"""``semantic-anchors export``: a run's trained model as a plain file, without SAR's state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from semantic_anchors.models.exported import save_exported
+from semantic_anchors.train.checkpoint import load_checkpoint
+from semantic_anchors.train.config import load_config
+
+__all__ = ["export_run"]
+
+
+def export_run(path: str | Path, out: str | Path, *, best: bool = False) -> Path:
+    """Export the model of a run folder (its ``last.ckpt``, or ``best.ckpt``) or a checkpoint.
+
+    Only the ``model.*`` weights are kept: the regularizer (anchors, embedding, EMA) is a
+    training-time module and the exported network computes exactly the trained model's logits.
+
+    Raises:
+        FileNotFoundError: no checkpoint.
+        ValueError: not a checkpoint of this project.
+    """
+    path = Path(path)
+    name = "best.ckpt" if best else "last.ckpt"
+    ckpt_file = path / "checkpoints" / name if path.is_dir() else path
+    ckpt = load_checkpoint(ckpt_file)
+    extra = ckpt["semantic_anchors"]
+    config = load_config(extra["config"])
+    options = {k: v for k, v in config["model"].items() if k != "name"}
+    options.setdefault("in_channels", extra["data_info"]["in_channels"])
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+
+    from semantic_anchors.models import create_model
+
+    model = create_model(
+        config["model"]["name"], num_classes=extra["data_info"]["num_classes"],
+        **{k: v for k, v in options.items() if k != "pretrained"},
+    )  # fmt: skip
+    model.load_state_dict(state, strict=True)
+    return save_exported(
+        model, out, name=config["model"]["name"], options=options,
+        num_classes=extra["data_info"]["num_classes"], class_names=extra["data_info"]["class_names"],
+    )  # fmt: skip
