@@ -118,6 +118,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from semantic_anchors.train.convert import convert_official
+
+    out = convert_official(args.checkpoint, args.recipe, args.out, args.set)
+    print(f"converted {args.checkpoint} into the run folder {out}; evaluate it with: "
+          f"semantic-anchors eval {out}")  # fmt: skip
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from semantic_anchors.train.demo import run_demo
 
@@ -276,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the output file, e.g. model.pt")
     p.add_argument("--best", action="store_true", help="export checkpoints/best.ckpt")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "convert-official", help="a checkpoint of the SAR authors' code as a run folder"
+    )
+    p.add_argument("checkpoint", type=Path, help="the official .pth (mmseg layout)")
+    p.add_argument("--recipe", required=True, help="its recipe, e.g. cityscapes-fcn-hr48")
+    p.add_argument("--out", type=Path, required=True, help="the run folder to write")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides, e.g. data.root=/data/cityscapes")  # fmt: skip
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("demo", help="CE vs CE + SAR on the embedded synthlt data (CPU, minutes)")
     p.add_argument("--out", default=None, help="folder for the two runs (default runs/demo-<time>)")

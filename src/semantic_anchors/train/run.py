@@ -196,6 +196,12 @@ def _resume_config(
         saved, ckpt_path, step = load_config(out_dir / "config.yaml"), None, 0
     else:
         ckpt = load_checkpoint(ckpt_path)
+        if "converted_from" in ckpt["semantic_anchors"]:
+            raise ValueError(
+                f"cannot resume {out_dir}: it was converted from an official checkpoint "
+                f"({ckpt['semantic_anchors']['converted_from']}) and holds no optimizer state; "
+                "evaluate it with `semantic-anchors eval` or export it"
+            )
         saved, step = load_config(ckpt["semantic_anchors"]["config"]), int(ckpt["global_step"])
     saved["trainer"]["stop_at_step"] = None  # a pause is not part of the run
     config = load_config(saved, overrides)
