@@ -24,11 +24,10 @@ from semantic_anchors.train.checkpoint import AtomicCheckpointIO, load_checkpoin
 from semantic_anchors.train.config import dump_config, load_config
 from semantic_anchors.train.data import AnchorDataModule
 from semantic_anchors.train.module import AnchorModule
+from semantic_anchors.train.resume import refuse_existing, remove_partial_files, resume_config
 from semantic_anchors.train.runfolder import (
     RunFolderBusy,
     RunLock,
-    config_changes,
-    ensure_not_busy,
     folder_state,
     is_global_zero_process,
     record_changes,
@@ -36,16 +35,8 @@ from semantic_anchors.train.runfolder import (
 
 __all__ = ["RunFolderBusy", "TrainingInterrupted", "evaluate", "train"]
 
+
 # Keys whose change makes a checkpoint unusable for resuming.
-_INCOMPATIBLE = (("model",), ("regularizer", "name"), ("data", "name"), ("loss", "name"))
-
-
-def _get(config: dict, path: tuple[str, ...]) -> Any:
-    for key in path:
-        config = config[key]
-    return config
-
-
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -145,15 +136,6 @@ def _write_metrics(out_dir: Path, module: AnchorModule, extra: dict) -> dict:
     return metrics
 
 
-def _check_compatible(saved: dict, new: dict, path: Path) -> None:
-    for key in _INCOMPATIBLE:
-        if _get(saved, key) != _get(new, key):
-            raise ValueError(
-                f"cannot resume {path}: {'.'.join(key)} was {_get(saved, key)!r} in the checkpoint "
-                f"but is {_get(new, key)!r} now; start a new run instead"
-            )
-
-
 def _cpu_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -179,56 +161,6 @@ def _log_version(out_dir: Path, base: str) -> str:
         k += 1
         version = f"{base}-{k}"
     return version
-
-
-def _resume_config(
-    out_dir: Path, overrides: list[str], allow_change: bool, rank_zero: bool
-) -> tuple[dict, Path | None, int, list[dict]]:
-    """The config to continue ``out_dir`` with, its checkpoint (``None``: restart from step 0),
-    the step it continues from, and the changes made on this resume."""
-    if rank_zero:
-        ensure_not_busy(out_dir)
-    state = folder_state(out_dir)
-    if state == "new":
-        raise FileNotFoundError(f"cannot resume {out_dir}: no config.yaml (not a run folder?)")
-    ckpt_path: Path | None = out_dir / "checkpoints" / "last.ckpt"
-    if state == "started":  # killed before its first checkpoint: restart it, keeping its logs
-        saved, ckpt_path, step = load_config(out_dir / "config.yaml"), None, 0
-    else:
-        ckpt = load_checkpoint(ckpt_path)
-        if "converted_from" in ckpt["semantic_anchors"]:
-            raise ValueError(
-                f"cannot resume {out_dir}: it was converted from an official checkpoint "
-                f"({ckpt['semantic_anchors']['converted_from']}) and holds no optimizer state; "
-                "evaluate it with `semantic-anchors eval` or export it"
-            )
-        saved, step = load_config(ckpt["semantic_anchors"]["config"]), int(ckpt["global_step"])
-    saved["trainer"]["stop_at_step"] = None  # a pause is not part of the run
-    config = load_config(saved, overrides)
-    if ckpt_path is not None:
-        _check_compatible(saved, config, ckpt_path)
-    max_steps = int(config["trainer"]["max_steps"])
-    if max_steps < step or (max_steps == step and state == "finished"):
-        raise ValueError(
-            f"cannot resume {out_dir}: trainer.max_steps={max_steps} but the run is already at "
-            f"step {step}; pass a larger trainer.max_steps to train on"
-        )
-    stop = config["trainer"]["stop_at_step"]
-    if stop is not None and stop <= step:
-        raise ValueError(
-            f"cannot resume {out_dir}: trainer.stop_at_step={stop} is not after the current "
-            f"step {step}"
-        )
-    changes = [c for c in config_changes(saved, config) if c["key"] != "trainer.stop_at_step"]
-    refused = [c for c in changes if c["kind"] == "trajectory"]
-    if refused and not allow_change:
-        listed = "; ".join(f"{c['key']}: {c['old']!r} -> {c['new']!r}" for c in refused)
-        raise ValueError(
-            f"cannot resume {out_dir}: these changes alter the training trajectory: {listed}. "
-            "Pass --allow-change to make them from this step on (recorded in changes.yaml), "
-            "or start a new run"
-        )
-    return config, ckpt_path, step, changes if rank_zero else []
 
 
 def train(
@@ -274,7 +206,7 @@ def train(
     ckpt_path, log_version, changes, step = None, "train", [], 0
     if resume is not None:
         out_dir = Path(resume)
-        config, ckpt_path, step, changes = _resume_config(
+        config, ckpt_path, step, changes = resume_config(
             out_dir, list(overrides or []), allow_change, rank_zero
         )
         log_version = f"resumed-from-step-{step}"
@@ -284,7 +216,7 @@ def train(
             out_dir = Path("runs") / f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
         out_dir = Path(out_dir)
         if rank_zero:
-            _refuse_existing(out_dir)
+            refuse_existing(out_dir)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(intra_op_threads(config))
     try:
@@ -315,8 +247,8 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
     try:
         if rank_zero:
             if resume is None and folder_state(out_dir) != "new":  # raced with another command
-                _refuse_existing(out_dir)
-            _remove_partial_files(out_dir / "checkpoints")
+                refuse_existing(out_dir)
+            remove_partial_files(out_dir / "checkpoints")
             log_version = _log_version(out_dir, log_version)
         trainer = _trainer(
             config, out_dir, dm.task, fit=True, log_version=log_version,
@@ -335,29 +267,6 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
         raise
     finally:
         lock.release()
-
-
-def _refuse_existing(out_dir: Path) -> None:
-    ensure_not_busy(out_dir)
-    state = folder_state(out_dir)
-    if state in ("finished", "interrupted"):
-        raise FileExistsError(
-            f"{out_dir} already holds a run ({state}); continue it with "
-            f"`semantic-anchors train --resume {out_dir}` or choose another --out"
-        )
-    if state == "started":
-        raise FileExistsError(
-            f"{out_dir} holds a run that started but saved no checkpoint (killed early?); "
-            f"`semantic-anchors train --resume {out_dir}` restarts it from step 0 keeping its "
-            "logs, or choose another --out"
-        )
-
-
-def _remove_partial_files(folder: Path) -> None:
-    """Temporary files of a save that a killed process never finished."""
-    if folder.is_dir():
-        for tmp in folder.glob(".*.ckpt.*"):
-            tmp.unlink(missing_ok=True)
 
 
 def _fit(trainer, module, dm, out_dir: Path, ckpt_path, checkpointer: RunCheckpointer) -> dict:
