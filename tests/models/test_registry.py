@@ -14,7 +14,10 @@ import semantic_anchors.models as models
 from semantic_anchors.models import create_model, list_models, register_model
 from semantic_anchors.models.registry import _REGISTRY
 
-CLASSIFIERS = ["resnet101", "resnet18", "resnet32_cifar", "resnet34", "resnet50", "small_cnn"]
+CLASSIFIERS = [
+    "hf_convnext_t", "hf_vit_b16", "hf_vit_s16",
+    "resnet101", "resnet18", "resnet32_cifar", "resnet34", "resnet50", "small_cnn",
+]  # fmt: skip
 SEGMENTORS = [
     "deeplabv3_r101_d8",
     "deeplabv3_r18_d8",
@@ -23,7 +26,9 @@ SEGMENTORS = [
     "fcn_r18_d8",
     "fcn_r50_d8",
     "fcn_small",
-]
+    "segformer_b0", "segformer_b1", "segformer_b2", "segformer_b3", "segformer_b4", "segformer_b5",
+    "upernet_convnext_t", "upernet_swin_b", "upernet_swin_s", "upernet_swin_t",
+]  # fmt: skip
 
 
 def test_list_models() -> None:

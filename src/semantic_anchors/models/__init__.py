@@ -18,6 +18,7 @@ Example:
     (torch.Size([2, 64, 8, 8]), torch.Size([2, 5, 64, 64]))
 """
 
+from . import hf  # noqa: F401, E402  (registers the transformers models; imports transformers lazily)
 from .backbones import (
     BasicBlock,
     Bottleneck,
