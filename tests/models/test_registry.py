@@ -22,10 +22,12 @@ SEGMENTORS = [
     "deeplabv3_r101_d8",
     "deeplabv3_r18_d8",
     "deeplabv3_r50_d8",
+    "fcn_hr18", "fcn_hr48",
     "fcn_r101_d8",
     "fcn_r18_d8",
     "fcn_r50_d8",
     "fcn_small",
+    "ocrnet_hr18", "ocrnet_hr48",
     "segformer_b0", "segformer_b1", "segformer_b2", "segformer_b3", "segformer_b4", "segformer_b5",
     "upernet_convnext_t", "upernet_swin_b", "upernet_swin_s", "upernet_swin_t",
 ]  # fmt: skip

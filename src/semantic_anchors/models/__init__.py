@@ -18,7 +18,10 @@ Example:
     (torch.Size([2, 64, 8, 8]), torch.Size([2, 5, 64, 64]))
 """
 
-from . import hf  # noqa: F401, E402  (registers the transformers models; imports transformers lazily)
+from . import (
+    hf,  # noqa: F401, E402  (registers the transformers models; imports transformers lazily)
+    hrnet_models,  # noqa: F401, E402  (registers fcn_hr18/48, ocrnet_hr18/48)
+)
 from .backbones import (
     BasicBlock,
     Bottleneck,
