@@ -66,3 +66,27 @@ def test_every_recipe_names_real_components(recipe):
     options = {k: v for k, v in config["regularizer"].items() if k != "name"}
     build_regularizer(config["regularizer"]["name"], 19, 64, dense=True, **options)
     assert config["trainer"]["max_steps"] % config["trainer"]["val_every"] == 0
+
+
+@pytest.mark.parametrize(
+    "recipe", ["cityscapes-fcn-hr48", "ade20k-fcn-hr48", "pascal-context-fcn-hr48"]
+)
+def test_official_recipes_dry_run(recipe):
+    """The authors' configs: their seed, SAR weights and HRNetV2-W48, whose SAR embedding adds
+    the paper's 1.56 M training-only parameters (built on the meta device: nothing computed)."""
+    import torch
+
+    from semantic_anchors.models import create_model
+    from semantic_anchors.regularizers.registry import build_regularizer
+
+    config = load_config(recipe)
+    assert config["seed"] == 1270964153
+    reg = dict(config["regularizer"])
+    assert (reg["lambda_p2a"], reg["lambda_aux"], reg["tau"], reg["delta"]) == (0.1, 1.0, 0.9, 0.8)
+    num_classes = {"cityscapes": 19, "ade20k": 150, "pascal-context-59": 59}[config["data"]["name"]]
+    with torch.device("meta"):
+        model = create_model(config["model"]["name"], num_classes=num_classes)
+        sar = build_regularizer(reg.pop("name"), num_classes, model.feat_dim, dense=True, **reg)
+    expected = {19: 65_858_659, 150: 65_953_110, 59: 65_887_499}[num_classes]
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert sum(p.numel() for p in sar.parameters()) == 1_560_960
