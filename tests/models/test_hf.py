@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 
@@ -373,7 +372,6 @@ def test_train_one_sar_step(name: str, model_overrides: list[str], tmp_path: Pat
     train = pytest.importorskip("semantic_anchors.train").train
     from ..train.conftest import TINY
 
-    start = time.perf_counter()
     metrics = train(
         "synthlt-fcn-quick",
         [
@@ -387,4 +385,3 @@ def test_train_one_sar_step(name: str, model_overrides: list[str], tmp_path: Pat
     )
     assert metrics["step"] == 1 and 0 <= metrics["mIoU"] <= 100
     assert (tmp_path / "run" / "metrics.json").is_file()
-    assert time.perf_counter() - start < 60

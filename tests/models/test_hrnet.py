@@ -230,3 +230,17 @@ def test_heads_reject_wrong_levels() -> None:
         head(levels[::-1], torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match=r"previous_logits: expected shape \(1, 3, 8, 8\)"):
         head(levels, torch.randn(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("name", ["fcn_hr18", "ocrnet_hr18"])
+def test_train_one_sar_step(name, tmp_path):
+    """HRNet segmentors through the training module with SAR (the OCR cascade's aux loss too)."""
+    from semantic_anchors.train import train
+    from semantic_anchors.train.checkpoint import load_checkpoint
+    from tests.train.conftest import TINY
+
+    metrics = train("synthlt-fcn-quick", [f"model.name={name}", *TINY, "trainer.max_steps=1",
+                    "regularizer.name=sar", "data.batch_size=2"], out_dir=tmp_path / "run")  # fmt: skip
+    assert metrics["step"] == 1 and 0 <= metrics["mIoU"] <= 100
+    state = load_checkpoint(tmp_path / "run/checkpoints/last.ckpt")["state_dict"]
+    assert state["regularizer.anchors"].shape[1] == (270 if name == "fcn_hr18" else 512)
