@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from . import hf
 from ._validation import check_features, check_images, check_int
+from .layers import upsample_like
 from .output import ModelOutput
 from .registry import inherit_signature, register_model
 
@@ -43,13 +44,6 @@ __all__ = [
     "upernet_swin_s",
     "upernet_swin_t",
 ]
-
-
-def _upsample(logits: Tensor, like: Tensor) -> Tensor:
-    """Bilinear resize (``align_corners=False``, as transformers does) to the size of ``like``."""
-    if logits.shape[-2:] == like.shape[-2:]:
-        return logits
-    return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class _HFSegmentor(nn.Module):
@@ -113,7 +107,7 @@ class _HFSegmentor(nn.Module):
         Raises:
             ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
         """
-        return _upsample(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
+        return upsample_like(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
 
     def forward_train(self, x: Tensor) -> ModelOutput:
         """Features, upsampled logits and auxiliary logits from one encoder pass.
@@ -127,9 +121,9 @@ class _HFSegmentor(nn.Module):
         """
         check_images(x, self.in_channels)
         features, aux_logits = self._features_and_aux(x, aux=True)  # (B, D, h, w)
-        logits = _upsample(self.forward_head(features), x)  # (B, C, H, W)
+        logits = upsample_like(self.forward_head(features), x)  # (B, C, H, W)
         if aux_logits is not None:
-            aux_logits = _upsample(aux_logits, x)  # (B, C, H, W)
+            aux_logits = upsample_like(aux_logits, x)  # (B, C, H, W)
         return ModelOutput(features, logits, aux_logits)
 
 

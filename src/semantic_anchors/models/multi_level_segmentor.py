@@ -12,22 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import check_features, check_images
 from .classifier import ClassificationModel
 from .heads.base import DecodeHead
+from .layers import upsample_like
 from .output import ModelOutput
 
 __all__ = ["MultiLevelSegmentor"]
-
-
-def _upsample(logits: Tensor, like: Tensor) -> Tensor:
-    """Bilinear resize (``align_corners=False``) of ``logits`` to the spatial size of ``like``."""
-    if logits.shape[-2:] == like.shape[-2:]:
-        return logits
-    return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class MultiLevelSegmentor(nn.Module):
@@ -163,7 +156,7 @@ class MultiLevelSegmentor(nn.Module):
         Raises:
             ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
         """
-        return _upsample(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
+        return upsample_like(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
 
     def forward_train(self, x: Tensor) -> ModelOutput:
         """Features, upsampled logits and (cascade) upsampled coarse logits from one pass.
@@ -176,6 +169,6 @@ class MultiLevelSegmentor(nn.Module):
             ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
         """
         features, coarse_logits = self._features(x)  # (B, D, h, w), (B, C, h, w) | None
-        logits = _upsample(self._last_head.forward_head(features), x)  # (B, C, H, W)
-        aux_logits = None if coarse_logits is None else _upsample(coarse_logits, x)
+        logits = upsample_like(self._last_head.forward_head(features), x)  # (B, C, H, W)
+        aux_logits = None if coarse_logits is None else upsample_like(coarse_logits, x)
         return ModelOutput(features, logits, aux_logits)

@@ -7,22 +7,15 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import check_features, check_images
 from .classifier import ClassificationModel
 from .heads.base import DecodeHead
+from .layers import upsample_like
 from .output import ModelOutput
 
 __all__ = ["Segmentor"]
-
-
-def _upsample(logits: Tensor, like: Tensor) -> Tensor:
-    """Bilinear resize (``align_corners=False``) of ``logits`` to the spatial size of ``like``."""
-    if logits.shape[-2:] == like.shape[-2:]:
-        return logits
-    return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class Segmentor(nn.Module):
@@ -151,7 +144,7 @@ class Segmentor(nn.Module):
         Raises:
             ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
         """
-        return _upsample(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
+        return upsample_like(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
 
     def forward_train(self, x: Tensor) -> ModelOutput:
         """Features, upsampled logits and upsampled auxiliary logits from one backbone pass.
@@ -166,8 +159,10 @@ class Segmentor(nn.Module):
         check_images(x, self.in_channels)
         stages = self.backbone.forward_stages(x)
         features = self.decode_head.forward_features(stages[self.decode_index])  # (B, D, h, w)
-        logits = _upsample(self.decode_head.forward_head(features), x)  # (B, C, H, W)
+        logits = upsample_like(self.decode_head.forward_head(features), x)  # (B, C, H, W)
         aux_logits = None
         if self.auxiliary_head is not None:
-            aux_logits = _upsample(self.auxiliary_head(stages[self.aux_index]), x)  # (B, C, H, W)
+            aux_logits = upsample_like(
+                self.auxiliary_head(stages[self.aux_index]), x
+            )  # (B, C, H, W)
         return ModelOutput(features, logits, aux_logits)
