@@ -141,26 +141,15 @@ def train_command(spec: RunSpec, overrides: list[str], resume: bool) -> list[str
     return ["train", spec.recipe, "--out", str(spec.run_dir), "--set", *overrides]
 
 
-def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(config, dict):
-        return {prefix: config}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and key != "options" and value:
-            out.update(_flatten(value, name))
-        else:
-            out[name] = value
-    return out
-
-
 def _differences(run_dir: Path, expected: dict) -> list[str]:
     """Config keys in which a finished run differs from what the suite asks for now."""
+    from semantic_anchors.train.runfolder import flatten_config  # imports Lightning: only here
+
     try:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return []
-    old, new = _flatten(saved), _flatten(yaml.safe_load(yaml.safe_dump(expected)))
+    old, new = flatten_config(saved), flatten_config(yaml.safe_load(yaml.safe_dump(expected)))
     keys = sorted((set(old) | set(new)) - _IGNORED_DIFFERENCES)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 

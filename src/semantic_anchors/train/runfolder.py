@@ -27,6 +27,7 @@ __all__ = [
     "RunLock",
     "config_changes",
     "ensure_not_busy",
+    "flatten_config",
     "folder_state",
     "is_global_zero_process",
     "record_changes",
@@ -165,13 +166,16 @@ def _describe_holder(text: str) -> str:
         return "another process (its lock file names no holder)"
 
 
-def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+def flatten_config(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"trainer.max_steps": 1000, ...}``: nested sections as dotted keys; ``options`` and empty
+    mappings stay whole values."""
+    if not isinstance(config, dict):
+        return {prefix: config}
     out: dict[str, Any] = {}
     for key, value in config.items():
-        name = f"{prefix}{key}"
-        # Open sections and options are compared as wholes below their first level.
-        if isinstance(value, dict) and prefix.count(".") < 1 and value and key != "options":
-            out.update(_flatten(value, f"{name}."))
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and key != "options" and value:
+            out.update(flatten_config(value, name))
         else:
             out[name] = value
     return out
@@ -184,7 +188,7 @@ def config_changes(saved: dict, new: dict) -> list[dict[str, Any]]:
         ``[{"key", "old", "new", "kind"}]`` where ``kind`` is ``"free"`` (does not change the
         trajectory), ``"extends"`` (``trainer.max_steps``) or ``"trajectory"``.
     """
-    old_flat, new_flat = _flatten(saved), _flatten(new)
+    old_flat, new_flat = flatten_config(saved), flatten_config(new)
     changes = []
     for key in sorted(set(old_flat) | set(new_flat)):
         old, value = old_flat.get(key), new_flat.get(key)
