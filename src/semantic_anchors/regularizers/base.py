@@ -37,7 +37,10 @@ class Regularizer(nn.Module):
             ``(B, D)`` features (classification).
         ignore_index: label value that is ignored (default 255); ``None`` for no ignore value.
             It must not be a class index: with ``num_classes > 255`` pass e.g. ``-1`` or None.
-        validate: run the checks that force a device sync (finite features, label range).
+        validate: the checks that force a device sync (finite features, label range): ``True``
+            on every call, ``False`` never, or an int ``N``: on the first ``N`` calls only (the
+            training module's default, so a training step is free of host-device syncs once a
+            run has shown its inputs are sound).
 
     Raises:
         ValueError: ``num_classes < 2``, ``feat_dim < 1``, or ``ignore_index`` in
@@ -55,7 +58,7 @@ class Regularizer(nn.Module):
         *,
         dense: bool = True,
         ignore_index: int | None = 255,
-        validate: bool = True,
+        validate: bool | int = True,
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -64,7 +67,12 @@ class Regularizer(nn.Module):
             raise TypeError(f"`dense` must be a bool, got {dense!r}")
         self.dense = dense
         self.ignore_index = check_ignore_index(ignore_index, self.num_classes)
-        self.validate = bool(validate)
+        if isinstance(validate, bool):
+            self.validate: bool | int = validate
+        else:
+            self.validate = check_int("validate", validate, minimum=0)
+        self._checks_left = None if isinstance(validate, bool) else self.validate
+        self._checking = bool(validate)
         self._last_stats: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ input handling
@@ -90,7 +98,7 @@ class Regularizer(nn.Module):
         check_nonempty("features", features, f"{form} features")
         if not features.dtype.is_floating_point:
             raise ValueError(f"`features` must be floating point, got dtype {features.dtype}")
-        if self.validate:
+        if self._checking:
             check_finite("features", features)
 
     def _prepare_labels(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -107,10 +115,19 @@ class Regularizer(nn.Module):
                 f"`labels` batch size must match `features` ({features.shape[0]}), got "
                 f"{labels.shape[0]}"
             )
-        check_labels("labels", labels, self.num_classes, self.ignore_index, validate=self.validate)
+        check_labels("labels", labels, self.num_classes, self.ignore_index, validate=self._checking)
         if self.dense:
             labels = resize_labels(labels, tuple(features.shape[-2:]))  # (B, h, w)
         return labels.long()
+
+    def _next_call_checks(self) -> bool:
+        """Whether this call runs the syncing checks (counts down an int ``validate``)."""
+        if self._checks_left is None:
+            return bool(self.validate)
+        if self._checks_left <= 0:
+            return False
+        self._checks_left -= 1
+        return True
 
     def _valid_mask(self, labels: torch.Tensor) -> torch.Tensor:
         if self.ignore_index is None:
@@ -137,6 +154,7 @@ class Regularizer(nn.Module):
                 range, non-finite features, a missing classifier.
             TypeError: arguments that are not tensors / callables.
         """
+        self._checking = self._next_call_checks()
         self._check_features(features)
         labels = self._prepare_labels(features, labels)
         valid = self._valid_mask(labels)
@@ -160,6 +178,12 @@ class Regularizer(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Compute ``(loss, stats)`` from validated inputs (labels at feature resolution)."""
         raise NotImplementedError
+
+    @property
+    def last_stats_tensors(self) -> dict[str, torch.Tensor]:
+        """Detached 0-d tensors of the last call, on the features' device: reading them costs
+        no host-device sync (log them as tensors; :attr:`last_stats` converts and syncs)."""
+        return dict(self._last_stats)
 
     @property
     def last_stats(self) -> dict[str, Any]:

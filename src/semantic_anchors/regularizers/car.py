@@ -94,7 +94,7 @@ class ClassAwareRegularizer(Regularizer):
         c2p_threshold: float = 0.25,
         include_absent: bool = False,
         ignore_index: int | None = 255,
-        validate: bool = True,
+        validate: bool | int = True,
     ) -> None:
         super().__init__(
             num_classes, feat_dim, dense=dense, ignore_index=ignore_index, validate=validate

@@ -71,7 +71,7 @@ class CenterLossRegularizer(Regularizer):
         lambda_center: float = 0.003,
         decoupled: bool = True,
         ignore_index: int | None = 255,
-        validate: bool = True,
+        validate: bool | int = True,
     ) -> None:
         super().__init__(
             num_classes, feat_dim, dense=dense, ignore_index=ignore_index, validate=validate

@@ -67,7 +67,7 @@ class ETFDotRegressionRegularizer(Regularizer):
         dense: bool = True,
         lambda_dr: float = 1.0,
         ignore_index: int | None = 255,
-        validate: bool = True,
+        validate: bool | int = True,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(

@@ -52,7 +52,7 @@ class FixedAnchorRegularizer(Regularizer):
         anchors: str | torch.Tensor = "normal",
         lambda_p2a: float = 0.1,
         ignore_index: int | None = 255,
-        validate: bool = True,
+        validate: bool | int = True,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(

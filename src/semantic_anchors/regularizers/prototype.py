@@ -103,7 +103,7 @@ class PrototypeRegularizer(Regularizer):
         lambda_p2p: float = 0.1,
         momentum: float = 0.0,
         ignore_index: int | None = 255,
-        validate: bool = True,
+        validate: bool | int = True,
     ) -> None:
         super().__init__(
             num_classes, feat_dim, dense=dense, ignore_index=ignore_index, validate=validate

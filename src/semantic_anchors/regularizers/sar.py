@@ -98,7 +98,7 @@ class SemanticAnchorRegularizer(Regularizer):
         gate: str = "all",
         use_ema: bool = True,
         reweight: bool = True,
-        validate: bool = True,
+        validate: bool | int = True,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(

@@ -17,6 +17,10 @@ from semantic_anchors.train.checkpoint import capture_rng, restore_rng
 
 __all__ = ["AnchorModule"]
 
+VALIDATE_STEPS = 10
+"""Training steps whose regularizer inputs are checked (finite, labels in range) unless
+``regularizer.validate`` says otherwise (``true``: every step, ``false``: none)."""
+
 
 def _options(section: dict) -> tuple[str, dict]:
     options = dict(section)
@@ -50,6 +54,8 @@ class AnchorModule(L.LightningModule):
         reg_name, reg_options = _options(config["regularizer"])
         if reg_name != "none":  # the dataset's ignore value (a regularizer refuses a real class)
             reg_options.setdefault("ignore_index", self.ignore_index)
+            # Check inputs (a device sync) on the first steps only: a step is then sync-free.
+            reg_options.setdefault("validate", VALIDATE_STEPS)
         self.regularizer = build_regularizer(
             reg_name, self.num_classes, self.model.feat_dim, dense=self.model.dense, **reg_options
         )
@@ -67,9 +73,15 @@ class AnchorModule(L.LightningModule):
         self.monitor = "val/mIoU" if self.task == "segmentation" else "val/top1"
         self.last_val: dict[str, Any] | None = None
         self.rank_checksums: list[list[float]] | None = None
+        self.progress_loss: torch.Tensor | None = None  # last step's loss, for the progress bar
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch, batch_idx):
+        """One step with no host-device sync: losses and statistics stay on the device.
+
+        The logged values are handed to Lightning only on the steps its loggers write (every
+        ``trainer.log_every``), as tensors; they are read back (one sync) only there.
+        """
         images, targets = batch
         if hasattr(self.criterion, "set_step"):  # losses with a schedule (LDAM's deferred weights)
             self.criterion.set_step(self.global_step)
@@ -85,14 +97,18 @@ class AnchorModule(L.LightningModule):
             reg = self.regularizer(out.features, targets, self.model.classifier)
             loss = loss + reg
             logs["train/loss_reg"] = reg.detach()
-            every = max(1, int(self.config["trainer"]["log_every"]))
-            if self.global_step % every == 0:  # reading the stats syncs: only when logged
-                for key, value in self.regularizer.last_stats.items():
-                    logs[f"reg/{key}"] = float(value)
+            for key, value in self.regularizer.last_stats_tensors.items():
+                logs[f"reg/{key}"] = value.float()
         logs["train/loss"] = loss.detach()
-        self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False)
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        self.progress_loss = logs["train/loss"]
+        if self.is_log_step():  # anything logged stays in Lightning's results and is read back
+            self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False)
         return loss
+
+    def is_log_step(self) -> bool:
+        """Whether the current training step is one Lightning's loggers write (``log_every``)."""
+        every = max(1, int(self.config["trainer"]["log_every"]))
+        return (self.global_step + 1) % every == 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         cfg = self.config["eval"]
