@@ -61,7 +61,8 @@ class ClassAwareRegularizer(Regularizer):
         c2p_threshold: hinge ``t_c2p`` (authors: 0.25), divided by ``K - 1``.
         include_absent: treat absent classes as zero centres, as the authors' code does.
         ignore_index: label value to ignore.
-        validate: run the checks that sync the device.
+        validate: the checks that sync the device: ``True`` every call, ``False`` never, an
+            int ``N`` the first ``N`` calls (see :class:`Regularizer`).
 
     Attributes:
         last_stats: weighted ``loss_intra``, ``loss_c2c``, ``loss_c2p`` and ``num_present``.

@@ -40,7 +40,8 @@ class CenterLossRegularizer(Regularizer):
         lambda_center: loss weight (Wen et al.'s face-recognition setting: 0.003).
         decoupled: give the centres Wen et al.'s update direction (see above).
         ignore_index: label value to ignore.
-        validate: run the checks that sync the device.
+        validate: the checks that sync the device: ``True`` every call, ``False`` never, an
+            int ``N`` the first ``N`` calls (see :class:`Regularizer`).
 
     Attributes:
         centers: ``nn.Parameter`` ``(C, D)``, the learnable class centres.

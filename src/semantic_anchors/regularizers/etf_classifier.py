@@ -38,7 +38,8 @@ class ETFDotRegressionRegularizer(Regularizer):
         dense: dense ``(B, D, h, w)`` or vector ``(B, D)`` features.
         lambda_dr: loss weight (default 1: the paper's only loss).
         ignore_index: label value to ignore.
-        validate: run the checks that sync the device.
+        validate: the checks that sync the device: ``True`` every call, ``False`` never, an
+            int ``N`` the first ``N`` calls (see :class:`Regularizer`).
         generator: optional ``torch.Generator`` for the ETF's random rotation.
 
     Attributes:

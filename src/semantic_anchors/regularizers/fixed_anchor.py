@@ -27,7 +27,8 @@ class FixedAnchorRegularizer(Regularizer):
         anchors: anchor source or a ``(C, D)`` tensor (see :func:`semantic_anchors.make_anchors`).
         lambda_p2a: loss weight (default 0.1, as SAR's pixel-to-anchor term).
         ignore_index: label value to ignore.
-        validate: run the checks that sync the device.
+        validate: the checks that sync the device: ``True`` every call, ``False`` never, an
+            int ``N`` the first ``N`` calls (see :class:`Regularizer`).
         generator: optional ``torch.Generator`` for the anchors.
 
     Shape:

@@ -72,7 +72,8 @@ class PrototypeRegularizer(Regularizer):
         momentum: EMA factor of the prototype memory in ``[0, 1)``; ``0`` (default) uses the
             current batch's prototypes only (Eq. 1).
         ignore_index: label value to ignore.
-        validate: run the checks that sync the device.
+        validate: the checks that sync the device: ``True`` every call, ``False`` never, an
+            int ``N`` the first ``N`` calls (see :class:`Regularizer`).
 
     Attributes:
         prototypes: buffer ``(C, D)`` float32: the memory (with ``momentum > 0``) or the last

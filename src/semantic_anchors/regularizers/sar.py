@@ -45,7 +45,8 @@ class SemanticAnchorRegularizer(Regularizer):
         use_ema: ``False`` replaces the semantic anchors by the current embedded anchors on each
             open gate (Table 7 ablation).
         reweight: ``False`` uses the plain mean CE over anchors (Table 7 ablation).
-        validate: run checks that sync the device (finite features, label range).
+        validate: the checks that sync the device (finite features, label range): ``True``
+            every call, ``False`` never, an int ``N`` the first ``N`` calls (training: 10).
         generator: optional ``torch.Generator`` for the pre-defined anchors.
 
     Attributes:
