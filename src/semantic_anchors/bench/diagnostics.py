@@ -129,7 +129,7 @@ def compute_diagnostics(
     """
     from semantic_anchors.train.checkpoint import load_checkpoint
     from semantic_anchors.train.data import AnchorDataModule
-    from semantic_anchors.train.module import AnchorModule
+    from semantic_anchors.train.module import AnchorModule, uses_text_anchors
 
     run_dir = Path(run_dir)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -139,7 +139,8 @@ def compute_diagnostics(
     config, data_info = copy.deepcopy(extra["config"]), extra["data_info"]
     config["data"]["num_workers"] = 0  # a few hundred images: worker start-up costs more
     with torch.random.fork_rng(devices=[]):
-        module = AnchorModule(config, data_info)
+        text = ckpt["state_dict"].get("regularizer.anchors") if uses_text_anchors(config) else None
+        module = AnchorModule(config, data_info, anchors=text)
         dm = AnchorDataModule(config["data"], int(config["seed"]))
     missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
     if missing or unexpected:

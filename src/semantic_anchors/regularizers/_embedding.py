@@ -9,22 +9,23 @@ from torch import nn
 
 
 class AnchorEmbedding(nn.Module):
-    """``h_psi``: maps the pre-defined anchors ``(C, D)`` into the semantic space ``(C, D)``.
+    """``h_psi``: maps the pre-defined anchors ``(C, T)`` into the semantic space ``(C, D)``.
 
     ``dense=True`` follows the authors' segmentation code: two ``Linear-BN-ReLU`` blocks and a
     ``1x1 Conv(no bias)-BN-ReLU``; ``dense=False`` (classification) uses two ``Linear-BN-ReLU``.
-    Batch norm sees the ``C`` anchors as its batch.
+    Batch norm sees the ``C`` anchors as its batch. The anchors' width ``T`` is ``D`` for the
+    random anchors and a text model's width for text anchors (then the first Linear is ``T x D``).
 
     Shape:
-        - Input: ``(C, D)``.
+        - Input: ``(C, T)``, ``T = in_dim`` (default ``D``).
         - Output: ``(C, D)``.
     """
 
-    def __init__(self, feat_dim: int, dense: bool = True) -> None:
+    def __init__(self, feat_dim: int, dense: bool = True, in_dim: int | None = None) -> None:
         super().__init__()
         d = feat_dim
         self.linear = nn.Sequential(
-            nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
+            nn.Linear(in_dim or d, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
             nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
         )  # fmt: skip
         self.conv: nn.Sequential | None = None

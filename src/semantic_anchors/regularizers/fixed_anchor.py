@@ -61,6 +61,11 @@ class FixedAnchorRegularizer(Regularizer):
         )
         self.lambda_p2a = check_non_negative("lambda_p2a", lambda_p2a)
         c, d = self.num_classes, self.feat_dim
+        if isinstance(anchors, str) and anchors == "text":
+            raise ValueError(
+                "fixed anchors are targets in feature space, (C, D); text anchors are (C, T) "
+                "sentence embeddings that need SAR's embedding h_psi: use regularizer 'sar'"
+            )
         self.register_buffer("anchors", make_anchors(anchors, c, d, generator=generator))
 
     def compute(

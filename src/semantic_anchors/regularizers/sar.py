@@ -32,7 +32,9 @@ class SemanticAnchorRegularizer(Regularizer):
         dense: segmentation form (dense features, embedding with the final 1x1 conv block) or
             classification form (vector features, two Linear-BN-ReLU).
         anchors: pre-defined anchor source (``"normal"``, ``"orthogonal"``, ``"etf"``) or a
-            ``(C, D)`` tensor; see :func:`semantic_anchors.make_anchors`.
+            ``(C, T)`` tensor, e.g. text anchors from ``make_anchors("text", C, D,
+            class_names=...)``; the embedding maps ``T`` to ``D`` (``T = D`` for the random
+            sources); see :func:`semantic_anchors.make_anchors`.
         lambda_aux: weight of the auxiliary anchor CE (paper: 1).
         lambda_p2a: weight of the pixel-to-anchor loss (paper: 0.1; 0.05 for DeepLabV3).
         tau: confidence above which an anchor's CE weight is suppressed (Eq. 6; paper 0.9).
@@ -114,8 +116,22 @@ class SemanticAnchorRegularizer(Regularizer):
         self.use_ema = bool(use_ema)
         self.reweight = bool(reweight)
         c, d = self.num_classes, self.feat_dim
-        self.register_buffer("anchors", make_anchors(anchors, c, d, generator=generator))
-        self.embedding = AnchorEmbedding(d, dense=dense)
+        if isinstance(anchors, str) and anchors == "text":
+            raise ValueError(
+                'anchors="text" needs the class names: build them with make_anchors("text", C, D, '
+                "class_names=[...]) and pass the (C, T) tensor"
+            )
+        if isinstance(anchors, torch.Tensor):
+            if anchors.dim() != 2 or anchors.shape[0] != c:
+                raise ValueError(
+                    f"`anchors` tensor must have shape (num_classes, T) = ({c}, T), one row per "
+                    f"class of any width T, got {tuple(anchors.shape)}"
+                )
+            base = make_anchors(anchors, c, int(anchors.shape[1]))  # (C, T): any width T
+        else:
+            base = make_anchors(anchors, c, d, generator=generator)  # (C, D)
+        self.register_buffer("anchors", base)
+        self.embedding = AnchorEmbedding(d, dense=dense, in_dim=base.shape[1])
         self.register_buffer("semantic_anchors", torch.zeros(c, d))
         self.register_buffer("initialized", torch.zeros(c, dtype=torch.bool))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -13,9 +14,10 @@ from semantic_anchors.losses import build_loss
 from semantic_anchors.metrics import ClassificationMetrics, SegmentationMetrics
 from semantic_anchors.models import create_model
 from semantic_anchors.regularizers.registry import build_regularizer
+from semantic_anchors.text_anchors import TextAnchorCache, default_prompt, text_anchors
 from semantic_anchors.train.checkpoint import capture_rng, restore_rng
 
-__all__ = ["AnchorModule"]
+__all__ = ["AnchorModule", "text_anchor_cache", "uses_text_anchors"]
 
 VALIDATE_STEPS = 10
 """Training steps whose regularizer inputs are checked (finite, labels in range) unless
@@ -27,6 +29,21 @@ def _options(section: dict) -> tuple[str, dict]:
     return options.pop("name"), options
 
 
+def uses_text_anchors(config: dict) -> bool:
+    """Whether the config's regularizer takes text anchors (``regularizer.anchors: text``)."""
+    return config["regularizer"].get("anchors") == "text"
+
+
+def text_anchor_cache(config: dict, data_info: dict, cache_dir: str | Path) -> TextAnchorCache:
+    """The cache of a config's text anchors: its ``text_prompt`` (default by task), its
+    ``text_model`` (default: the offline package) and the dataset's class names."""
+    reg = config["regularizer"]
+    prompt = reg.get("text_prompt") or default_prompt(data_info["task"])
+    return TextAnchorCache(
+        cache_dir, data_info["class_names"], prompt=prompt, model=reg.get("text_model")
+    )
+
+
 class AnchorModule(L.LightningModule):
     """Trains ``model`` with ``loss`` + ``aux_loss_weight * aux loss`` + ``regularizer``.
 
@@ -34,9 +51,11 @@ class AnchorModule(L.LightningModule):
         config: the resolved experiment config (see :mod:`semantic_anchors.train.config`).
         data_info: ``task``, ``num_classes``, ``in_channels``, ``class_names``, ``groups``,
             ``class_frequencies`` and ``ignore_index`` of the training set.
+        anchors: with ``regularizer.anchors: text``, the ``(C, T)`` text anchors (a run's
+            cached ones, or a checkpoint's); computed from the text model when ``None``.
     """
 
-    def __init__(self, config: dict, data_info: dict) -> None:
+    def __init__(self, config: dict, data_info: dict, anchors: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config, self.data_info = config, data_info
         self.task = data_info["task"]
@@ -52,6 +71,18 @@ class AnchorModule(L.LightningModule):
                 f" model but dataset {config['data']['name']!r} is a {self.task} dataset"
             )
         reg_name, reg_options = _options(config["regularizer"])
+        text_keys = {k: reg_options.pop(k) for k in ("text_prompt", "text_model") if k in reg_options}
+        if uses_text_anchors(config):
+            if anchors is None:  # no run folder: embed the class names now
+                cache = text_anchor_cache(config, data_info, Path())
+                model = config["regularizer"].get("text_model")
+                anchors = text_anchors(cache.names, prompt=cache.prompt, model=model)
+            reg_options["anchors"] = anchors
+        elif text_keys:
+            raise ValueError(
+                f"regularizer.{'/'.join(text_keys)} only apply with regularizer.anchors=text, got "
+                f"anchors={reg_options.get('anchors', 'normal')!r}"
+            )
         if reg_name != "none":  # the dataset's ignore value (a regularizer refuses a real class)
             reg_options.setdefault("ignore_index", self.ignore_index)
             # Check inputs (a device sync) on the first steps only: a step is then sync-free.

@@ -23,7 +23,7 @@ from semantic_anchors.train.callbacks import (
 from semantic_anchors.train.checkpoint import AtomicCheckpointIO, load_checkpoint
 from semantic_anchors.train.config import dump_config, load_config
 from semantic_anchors.train.data import AnchorDataModule
-from semantic_anchors.train.module import AnchorModule
+from semantic_anchors.train.module import AnchorModule, text_anchor_cache, uses_text_anchors
 from semantic_anchors.train.resume import refuse_existing, remove_partial_files, resume_config
 from semantic_anchors.train.runfolder import (
     RunFolderBusy,
@@ -233,7 +233,11 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
     if config["trainer"]["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=False)
     dm = AnchorDataModule(config["data"], int(config["seed"]))
-    module = AnchorModule(config, _data_info(dm))
+    text_cache, text = None, None
+    if uses_text_anchors(config):  # a run's text anchors live in its folder (resume: the same)
+        text_cache = text_anchor_cache(config, _data_info(dm), out_dir / "anchors")
+        text = text_cache.get(write=False)
+    module = AnchorModule(config, _data_info(dm), anchors=text)
     tcfg = config["trainer"]
     checkpointer = RunCheckpointer(
         out_dir / "checkpoints", val_every=int(tcfg["val_every"]),
@@ -255,6 +259,8 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
             callbacks=[checkpointer, *(callbacks or [])],
         )  # fmt: skip
         if rank_zero:
+            if text_cache is not None and text_cache.load() is None:
+                text_cache.save(module.regularizer.anchors.cpu())
             if resume is None:
                 dump_config(config, out_dir / "config.yaml")
             record_changes(out_dir, step, changes)
@@ -307,8 +313,9 @@ def evaluate(path: str | Path, overrides: list[str] | None = None) -> dict:
     config = load_config(ckpt["semantic_anchors"]["config"], [*single, *(overrides or [])])
     config["trainer"]["progress_bar"] = bool(config["trainer"]["progress_bar"])
     dm = AnchorDataModule(config["data"], int(config["seed"]))
-    module = AnchorModule(config, _data_info(dm))
     state = ckpt["state_dict"]
+    text = state.get("regularizer.anchors") if uses_text_anchors(config) else None
+    module = AnchorModule(config, _data_info(dm), anchors=text)
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
