@@ -110,3 +110,46 @@ def test_the_last_assignment_of_a_key_wins():
     assert plain == ["a.c=1", "a.b=2"] and derived == [("d.e", "y.z * 2")]
     plain, derived = split_derived(["a.b=2", "a.b=${x}"])
     assert plain == ["a.b=2"] and derived == [("a.b", "x")]
+
+
+TWO_STAGE = {
+    "seeds": [0, 1],
+    "datasets": {
+        "pre": {"recipe": "synthlt-fcn-quick"},
+        "post": {"recipe": "synthlt-fcn-quick", "set": ["model.pretrained=@run(pre/sar)"]},
+    },
+    "methods": {
+        "none": {"set": ["regularizer.name=none"]},
+        "sar": {"set": ["regularizer.name=sar"]},
+    },
+}
+
+
+def test_a_two_stage_suite_names_the_run_it_starts_from(tmp_path):
+    from semantic_anchors.bench.runner import _waves, expand_runs
+
+    specs = expand_runs(load_suite(TWO_STAGE), tmp_path)
+    post = {s.key: s for s in specs if s.dataset == "post"}
+    spec = post["post/none/seed1"]
+    assert f"model.pretrained={tmp_path / 'runs' / 'pre' / 'sar' / 'seed1'}" in spec.overrides
+    assert spec.after == ("pre/sar/seed1",)
+    waves = _waves([(s, [], "trained") for s in specs])
+    assert [sorted({s.dataset for s, _, _ in w}) for w in waves] == [["pre"], ["post"]]
+
+
+@pytest.mark.parametrize(
+    ("datasets", "methods", "message"),
+    [
+        ({"a": {"recipe": "r", "set": ["x=@run(b/none)"]}, "b": {"recipe": "r"}}, None,
+         r"@run\(b/none\) must name a dataset listed before 'a'"),
+        ({"a": {"recipe": "r", "set": ["x=@run(a/none)"]}}, None, "listed before 'a'"),
+        ({"a": {"recipe": "r"}, "b": {"recipe": "r", "set": ["x=@run(a/ce)"]}}, None,
+         r"@run\(a/ce\) names no method"),
+        ({"a": {"recipe": "r"}}, {"none": {"set": ["x=@run(a/none)"]}},
+         "references belong in a dataset's set"),
+    ],
+)  # fmt: skip
+def test_bad_run_references_are_clear_errors(datasets, methods, message):
+    suite = {"seeds": [0], "datasets": datasets, "methods": methods or {"none": {"set": []}}}
+    with pytest.raises(ValueError, match=message):
+        load_suite(suite)

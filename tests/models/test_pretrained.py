@@ -154,3 +154,22 @@ def test_non_strict_returns_the_differences(tmp_path: Path) -> None:
     missing, unexpected = load_pretrained(target, path, strict=False)
     assert missing == ["0.weight", "0.bias"]
     assert unexpected == ["weight", "bias", "extra"]
+
+
+def test_a_classification_run_folder_hands_its_backbone_to_fcn_small(tmp_path: Path) -> None:
+    """SAR pre-training's hand-over: ``model.pretrained=RUN`` of a ``small_cnn`` run loads its
+    model weights (prefix ``model.``) into the segmentor's backbone; SAR's state is left out."""
+    classifier = create_model("small_cnn", num_classes=10, in_channels=1)
+    state = {f"model.{k}": v for k, v in classifier.state_dict().items()}
+    state["regularizer.anchors"] = torch.randn(10, 128)
+    state["regularizer.embedding.linear.0.weight"] = torch.randn(128, 128)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"state_dict": state, "global_step": 5}, tmp_path / "checkpoints" / "last.ckpt")
+    segmentor = create_model("fcn_small", num_classes=11, in_channels=1, pretrained=tmp_path)
+    loaded = segmentor.backbone.state_dict()
+    expected = {k: v for k, v in classifier.state_dict().items() if not k.startswith("fc.")}
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    assert read_state_dict(tmp_path).keys() == classifier.state_dict().keys()
+    with pytest.raises(FileNotFoundError, match="expected a checkpoint file"):
+        create_model("fcn_small", num_classes=3, pretrained=tmp_path / "no-run")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 
 from semantic_anchors.bench._processes import execute_all
-from semantic_anchors.bench.suite import Suite, evaluate_expression, split_derived
+from semantic_anchors.bench.suite import RUN_REFERENCE, Suite, evaluate_expression, split_derived
 
 __all__ = [
     "RunResult",
@@ -49,6 +50,7 @@ class RunSpec:
     recipe: str
     overrides: tuple[str, ...]  # suite overrides in order; ``${...}`` values not yet evaluated
     run_dir: Path
+    after: tuple[str, ...] = ()  # keys of the runs it is trained from (``@run(...)``)
 
     @property
     def key(self) -> str:
@@ -84,19 +86,43 @@ def expand_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
     line's ``--set`` is part of the suite's, see :meth:`Suite.with_overrides`).
     """
     runs_dir = Path(out_dir) / "runs"
-    return [
-        RunSpec(
-            dataset=dataset,
-            method=method,
-            seed=seed,
-            recipe=entry.recipe,
-            overrides=(*suite.overrides, *entry.overrides, *method_entry.overrides),
-            run_dir=runs_dir / dataset / method / f"seed{seed}",
-        )  # fmt: skip
-        for seed in suite.seeds
-        for dataset, entry in suite.datasets.items()
-        for method, method_entry in suite.methods.items()
-    ]
+
+    def linked(items: tuple[str, ...], seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        refs: list[str] = []
+
+        def folder(match: re.Match) -> str:
+            refs.append(f"{match.group(1)}/{match.group(2)}/seed{seed}")
+            return str(runs_dir / match.group(1) / match.group(2) / f"seed{seed}")
+
+        return tuple(RUN_REFERENCE.sub(folder, item) for item in items), tuple(refs)
+
+    specs = []
+    for seed in suite.seeds:
+        for dataset, entry in suite.datasets.items():
+            for method, method_entry in suite.methods.items():
+                overrides, after = linked(
+                    (*suite.overrides, *entry.overrides, *method_entry.overrides), seed
+                )
+                specs.append(RunSpec(
+                    dataset=dataset, method=method, seed=seed, recipe=entry.recipe,
+                    overrides=overrides, run_dir=runs_dir / dataset / method / f"seed{seed}",
+                    after=after,
+                ))  # fmt: skip
+    return specs
+
+
+def _waves(
+    todo: list[tuple[RunSpec, list[str], str]],
+) -> list[list[tuple[RunSpec, list[str], str]]]:
+    """Runs grouped so that a run's ``after`` runs are in an earlier group (or finished)."""
+    pending = {spec.key for spec, _, _ in todo}
+    waves = []
+    while todo:
+        ready = [t for t in todo if not any(k in pending for k in t[0].after)]
+        waves.append(ready)
+        pending -= {spec.key for spec, _, _ in ready}
+        todo = [t for t in todo if t not in ready]
+    return waves
 
 
 def run_state(run_dir: str | Path) -> str:
@@ -220,8 +246,8 @@ def run_suite(
         for _, args, _ in todo:
             echo("  " + shlex.join(["semantic-anchors", *args]))
         return [results[s.key] for s in specs]
-    if todo:
-        execute_all(suite.name, todo, jobs, threads, results)
+    for wave in _waves(todo):  # a two-stage suite: the runs trained from others come after them
+        execute_all(suite.name, wave, jobs, threads, results)
     return [results[s.key] for s in specs]
 
 

@@ -19,6 +19,11 @@ Overrides are ``--set`` strings of the training config. A value written ``${expr
 derived from the run's resolved config, e.g.
 ``loss.drw_start_step=${int(0.8 * trainer.max_steps)}``, so a suite follows a recipe whose step
 count is retuned (see :func:`evaluate_expression`).
+
+A dataset's overrides may name the folder of another run of the same seed as
+``@run(DATASET/METHOD)``, e.g. ``model.pretrained=@run(fashion-lt/sar)``: a two-stage design
+(pre-train, then train from it). The referenced dataset must be listed earlier; its runs are
+trained first.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ DATASET_KEYS = ("recipe", "set", "description")
 METHOD_KEYS = ("set", "description", "baseline")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DERIVED = re.compile(r"^\$\{(.+)\}$")
+RUN_REFERENCE = re.compile(r"@run\(([^/()\s]+)/([^/()\s]+)\)")
+"""``@run(DATASET/METHOD)`` in an override: that run's folder (same seed)."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,7 @@ def _parse(data: Any, source: str, default_name: str, base_dir: Path | None) -> 
                 f"({others}), received {method.baseline!r}"
             )
 
+    _check_references(datasets, methods, source)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not _SAFE_NAME.match(name):
         raise ValueError(f"{source}: name: expected a folder-safe string, received {name!r}")
@@ -244,6 +252,30 @@ def _parse(data: Any, source: str, default_name: str, base_dir: Path | None) -> 
         overrides=_check_overrides(data.get("set"), f"{source}: set"),
         description=str(data.get("description") or ""),
     )  # fmt: skip
+
+
+def _check_references(datasets: dict, methods: dict, source: str) -> None:
+    """``@run(D/M)`` only in dataset overrides, naming a method and an earlier dataset."""
+    order = list(datasets)
+    for key, method in methods.items():
+        if any(RUN_REFERENCE.search(item) for item in method.overrides):
+            raise ValueError(
+                f"{source}: methods.{key}: @run(...) references belong in a dataset's set (they "
+                "name the runs a dataset is trained from)"
+            )
+    for position, (key, entry) in enumerate(datasets.items()):
+        for item in entry.overrides:
+            for dataset, method in RUN_REFERENCE.findall(item):
+                if dataset not in order[:position]:
+                    raise ValueError(
+                        f"{source}: datasets.{key}: @run({dataset}/{method}) must name a dataset "
+                        f"listed before {key!r} ({order[:position]})"
+                    )
+                if method not in methods:
+                    raise ValueError(
+                        f"{source}: datasets.{key}: @run({dataset}/{method}) names no method of "
+                        f"the suite ({list(methods)})"
+                    )
 
 
 def load_suite(suite: str | Path | dict) -> Suite:

@@ -27,7 +27,9 @@ def read_state_dict(path: str | os.PathLike[str], *, name: str = "pretrained") -
     """Reads a state dict from a local file.
 
     Accepts a bare state dict, or a dict holding one under ``"state_dict"`` / ``"model"``
-    (mmcv / Lightning / training checkpoints); a leading ``"module."`` (DDP) is stripped.
+    (mmcv / Lightning / training checkpoints); a leading ``"module."`` (DDP) is stripped. A run
+    folder of this project (or its ``checkpoints/last.ckpt``) gives its model's weights: the
+    ``model.`` prefix is removed and the regularizer's state left out.
 
     Args:
         path: the checkpoint file.
@@ -38,6 +40,8 @@ def read_state_dict(path: str | os.PathLike[str], *, name: str = "pretrained") -
         ValueError: the file cannot be read with ``weights_only=True`` or holds no state dict.
     """
     file = Path(path)
+    if file.is_dir() and (file / "checkpoints" / "last.ckpt").is_file():
+        file = file / "checkpoints" / "last.ckpt"  # a run folder: its last checkpoint
     if not file.is_file():
         raise FileNotFoundError(
             f"{name}: expected a checkpoint file, got {str(file)!r} (not found)"
@@ -61,9 +65,24 @@ def read_state_dict(path: str | os.PathLike[str], *, name: str = "pretrained") -
             f"got {type(checkpoint).__name__}"
         )
     state = dict(checkpoint)
+    if _is_run_checkpoint(state):
+        return _model_part(state)
     if state and all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
+
+
+def _is_run_checkpoint(state: Mapping[str, Tensor]) -> bool:
+    """A training checkpoint of this project: the model under ``model.``, maybe a regularizer."""
+    return (
+        bool(state)
+        and any(k.startswith("model.") for k in state)
+        and all(k.startswith(("model.", "regularizer.", "criterion.")) for k in state)
+    )
+
+
+def _model_part(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
 def _adapt_input_conv(weight: Tensor, in_channels: int) -> Tensor:

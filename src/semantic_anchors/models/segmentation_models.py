@@ -179,6 +179,7 @@ def fcn_small(
     aux_channels: int = 32,
     dropout: float = 0.1,
     aux_loss_weight: float = 0.4,
+    pretrained: str | os.PathLike[str] | None = None,
 ) -> Segmentor:
     """Tiny FCN on :class:`SmallCNN` for CPU demos and tests (``feat_dim = channels = 64``).
 
@@ -191,9 +192,13 @@ def fcn_small(
         aux_channels: auxiliary head channels.
         dropout: dropout before the classifiers.
         aux_loss_weight: exposed as ``model.aux_loss_weight``.
+        pretrained: the backbone's weights from a local :class:`SmallCNN` checkpoint, e.g. a
+            ``small_cnn`` classification run folder (``model.pretrained=runs/fashion-lt``): the
+            classification-to-segmentation hand-over of SAR pre-training.
 
     Raises:
         ValueError / TypeError: bad arguments (named in the message).
+        FileNotFoundError: ``pretrained`` does not exist.
 
     Example:
         >>> import torch
@@ -202,7 +207,9 @@ def fcn_small(
         >>> model(torch.randn(2, 3, 64, 64)).shape
         torch.Size([2, 6, 64, 64])
     """
-    backbone = SmallCNN(0, in_channels=in_channels, output_stride=output_stride)
+    backbone = SmallCNN(
+        0, in_channels=in_channels, output_stride=output_stride, pretrained=pretrained
+    )
     decode_head = FCNHead(backbone.stage_channels[-1], channels, num_classes, dropout=dropout)
     auxiliary_head = None
     if aux_head:

@@ -8,6 +8,7 @@ where stride is replaced by dilation to keep the output stride at 8 (or 4).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import Tensor, nn
@@ -15,11 +16,13 @@ from torch import Tensor, nn
 from .._validation import check_choice, check_int
 from ..classifier import ClassificationModel
 from ..layers import ConvBNReLU, init_conv_bn
+from ..pretrained import load_pretrained
 from ..registry import inherit_signature, register_model
 
 __all__ = ["SmallCNN", "small_cnn"]
 
 _CONVS_PER_STAGE = (2, 2, 2, 1)
+_FIRST_CONV = "stages.0.0.conv.weight"
 _OUTPUT_STRIDES = (4, 8, 16)
 
 
@@ -32,6 +35,9 @@ class SmallCNN(ClassificationModel):
         widths: channels of the four stages.
         output_stride: 16 (classification), 8 or 4: the last one / two stages are dilated.
         drop_rate: dropout on the pooled features before ``fc``.
+        pretrained: a local checkpoint of a SmallCNN, e.g. a classification run folder of this
+            project (its ``checkpoints/last.ckpt``: the model's weights, not SAR's); ``fc.*`` is
+            ignored and the first conv is adapted to ``in_channels``.
 
     Attributes:
         stage_channels: ``widths``; ``feat_dim`` is ``widths[-1]`` (128).
@@ -59,6 +65,7 @@ class SmallCNN(ClassificationModel):
         widths: tuple[int, int, int, int] = (16, 32, 64, 128),
         output_stride: int = 16,
         drop_rate: float = 0.0,
+        pretrained: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels)
@@ -83,6 +90,8 @@ class SmallCNN(ClassificationModel):
         self.stages = nn.ModuleList(stages)
         self._build_head(num_classes, drop_rate, classifier_name="fc")
         self.apply(init_conv_bn)
+        if pretrained is not None:
+            load_pretrained(self, pretrained, skip_prefixes=("fc.",), first_conv=_FIRST_CONV)
 
     def forward_stages(self, x: Tensor) -> list[Tensor]:
         """Outputs of the four stages.
