@@ -1,6 +1,7 @@
 import csv
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -69,10 +70,13 @@ def test_paired_differences_against_the_baseline_by_hand(tmp_path):
     mean, std = sar["metrics"]["mIoU"]["mean"], sar["metrics"]["mIoU"]["std"]
     row = next(line for line in section.splitlines() if line.startswith("| `sar` |"))
     assert f"| `none` | {mean:+.1f} ± {std:.1f} |" in row
-    assert row.endswith(f"| {wins} of 2 | {'yes' if abs(mean) > std else 'no'} |")
+    half = 12.7062 * std / 2**0.5  # t(0.975, 1 df) * std / sqrt(2 seeds)
+    interval = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+    interval += " *" if mean - half > 0 or mean + half < 0 else ""
+    assert row.endswith(f"| {wins} of 2 | {'yes' if abs(mean) > std else 'no'} | {interval} |")
     assert "| `cr` | `sar` |" in section
     header = next(line for line in section.splitlines() if line.startswith("| method"))
-    assert header.count("|") == row.count("|") == 9  # no stray pipes in the cells
+    assert header.count("|") == row.count("|") == 10  # no stray pipes in the cells
 
 
 def test_classification_benches_use_top1_and_accuracy(tmp_path):
@@ -193,3 +197,18 @@ def test_report_says_how_many_images_the_diagnostics_used():
     text = _diagnostics_sentence(runs)
     assert "images used: `synthlt`: 500; `fashion-lt`: 1000" in text
     assert _diagnostics_sentence({"synthlt": {"none": [record("synthlt", None)]}}) == ""
+
+
+def test_the_t_quantiles_and_the_paired_interval_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from semantic_anchors.bench.results import summarize_values, t_quantile_975
+
+    for df in (1, 2, 4, 9, 30, 31, 45, 200):
+        assert t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-4)
+    values = [1.5, -0.2, 0.9, 2.4, 0.3]
+    low, high = stats.t.interval(
+        0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values)
+    )
+    summary = summarize_values(values)
+    assert summary["ci95"] == pytest.approx((high - low) / 2, rel=1e-4)
+    assert math.isnan(summarize_values([1.0])["ci95"])

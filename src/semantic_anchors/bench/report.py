@@ -38,6 +38,16 @@ def _cell(summary: dict | None, digits: int = 1, bold: bool = False, signed: boo
     return f"**{text}**" if bold else text
 
 
+def _interval(summary: dict, digits: int = 1) -> str:
+    """``[lo, hi]`` of the paired t-interval, starred when it excludes 0; ``–`` below 2 seeds."""
+    half = summary.get("ci95", math.nan)
+    if summary["n"] < 2 or not math.isfinite(half):
+        return "–"
+    lo, hi = summary["mean"] - half, summary["mean"] + half
+    text = f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    return f"{text} *" if lo > 0 or hi < 0 else text
+
+
 def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
     align = align or ["l"] + ["r"] * (len(header) - 1)
     sep = ["---:" if a == "r" else "---" for a in align]
@@ -88,13 +98,14 @@ def _baseline_section(ds: dict) -> list[str]:
         clear = first["n"] >= 2 and abs(first["mean"]) > first["std"]
         rows.append([
             f"`{name}`", f"`{vs['baseline']}`", *cells,
-            f"{vs['wins']} of {len(vs['seeds'])}", "yes" if clear else "no",
+            f"{vs['wins']} of {len(vs['seeds'])}", "yes" if clear else "no", _interval(first),
         ])  # fmt: skip
     if not rows:
         return []
+    first_name = _HEADERS.get(keys[0], keys[0])
     header = [
         "method", "baseline", *(f"Δ {_HEADERS.get(k, k)}" for k in keys), "wins",
-        f"Δ {_HEADERS.get(keys[0], keys[0])} beyond std",
+        f"Δ {first_name} beyond std", f"95 % CI of Δ {first_name}",
     ]  # fmt: skip
     return _table(header, rows)
 
@@ -336,8 +347,9 @@ def write_report(
                 "### Against the baseline, seed by seed", "",
                 "Difference from the baseline run with the same seed (same initialisation of the "
                 "model and the same data order), mean ± std over seeds. Wins: seeds on which the "
-                "method's overall metric is higher. The last column says whether the size of the "
-                "mean difference is larger than its std.", "",
+                "method's overall metric is higher. Then whether the size of the mean difference "
+                "is larger than its std, and the 95 % t-interval of the mean paired difference "
+                "(starred when it excludes 0; with few seeds it is wide).", "",
                 *paired, "",
             ]  # fmt: skip
         lines += [
