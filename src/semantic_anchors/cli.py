@@ -111,9 +111,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from semantic_anchors.train.export import export_run
 
-    out = export_run(args.path, args.out, best=args.best)
+    out = export_run(args.path, args.out, best=args.best, with_anchors=args.with_anchors)
     size = out.stat().st_size / 2**20
-    print(f"exported the model (no regularizer state) to {out} ({size:.1f} MB); load it with "
+    what = "with SAR's semantic anchors" if args.with_anchors else "no regularizer state"
+    print(f"exported the model ({what}) to {out} ({size:.1f} MB); load it with "
           "semantic_anchors.models.load_exported")  # fmt: skip
     return 0
 
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", type=Path, help="run folder or .ckpt file")
     p.add_argument("--out", type=Path, required=True, help="the output file, e.g. model.pt")
     p.add_argument("--best", action="store_true", help="export checkpoints/best.ckpt")
+    p.add_argument("--with-anchors", action="store_true",
+                   help="also store SAR's semantic anchors, for anchor-aware inference with "
+                        "load_exported(FILE, anchor_fusion=BETA)")  # fmt: skip
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(

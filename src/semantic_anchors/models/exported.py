@@ -3,6 +3,11 @@
 ``semantic-anchors export RUN --out model.pt`` writes a file that :func:`load_exported` turns
 back into the model (in eval mode) with nothing but this package and torch: SAR costs nothing at
 inference, so the file holds the model's own weights only (no anchors, no embedding, no EMA).
+
+``--with-anchors`` adds one tiny extra, SAR's ``(C, D)`` semantic anchors, under the key
+``"semantic_anchors"``; ``load_exported(path, anchor_fusion=beta)`` then returns the
+anchor-aware model (:class:`~semantic_anchors.anchor_inference.AnchorFusedModel`). A file
+without it is exactly the plain export.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ def save_exported(
     options: dict[str, Any],
     num_classes: int,
     class_names: list[str] | None = None,
+    semantic_anchors: torch.Tensor | None = None,
 ) -> Path:
     """Write ``model``'s weights and how to rebuild it (registry name and options) to ``path``.
 
@@ -40,6 +46,8 @@ def save_exported(
             dropped: the weights are in the file).
         num_classes: classes of its classifier.
         class_names: optional, stored for the user.
+        semantic_anchors: optional ``(num_classes, D)`` trained semantic anchors, stored for
+            anchor-aware inference; without them the file holds no such key.
     """
     path = Path(path)
     options = {k: v for k, v in options.items() if k != "pretrained"}
@@ -48,6 +56,13 @@ def save_exported(
         "class_names": list(class_names) if class_names is not None else None,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }  # fmt: skip
+    if semantic_anchors is not None:
+        if semantic_anchors.dim() != 2 or semantic_anchors.shape[0] != num_classes:
+            raise ValueError(
+                f"semantic_anchors: expected a ({num_classes}, D) tensor, "
+                f"got shape {tuple(semantic_anchors.shape)}"
+            )
+        payload["semantic_anchors"] = semantic_anchors.detach().cpu().clone()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
@@ -55,12 +70,27 @@ def save_exported(
     return path
 
 
-def load_exported(path: str | os.PathLike[str]) -> nn.Module:
+def load_exported(
+    path: str | os.PathLike[str],
+    *,
+    anchor_fusion: float | None = None,
+    anchor_metric: str = "l2",
+    anchor_temperature: float | None = None,
+) -> nn.Module:
     """Rebuild an exported model (eval mode) from ``path``; loads with ``weights_only=True``.
+
+    Args:
+        path: the exported file.
+        anchor_fusion: None (default) for the plain model; a ``beta >= 0`` for the anchor-aware
+            :class:`~semantic_anchors.anchor_inference.AnchorFusedModel` of the model and the
+            file's semantic anchors (exported with ``--with-anchors``).
+        anchor_metric: ``"l2"`` or ``"cosine"``, with ``anchor_fusion``.
+        anchor_temperature: the anchor logits' temperature (None: the metric's default).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not an exported model, or its weights do not fit the model.
+        ValueError: the file is not an exported model, its weights do not fit the model, or
+            ``anchor_fusion`` is given for a file without semantic anchors.
 
     Example:
         >>> import tempfile, torch
@@ -93,4 +123,17 @@ def load_exported(path: str | os.PathLike[str]) -> nn.Module:
             f"unexpected {unexpected[:5]}"
         )
     model.class_names = payload.get("class_names")
-    return model.eval()
+    model.eval()
+    if anchor_fusion is None:
+        return model
+    anchors = payload.get("semantic_anchors")
+    if anchors is None:
+        raise ValueError(
+            f"anchor_fusion={anchor_fusion}: {path} holds no semantic anchors; export it with "
+            "`semantic-anchors export RUN --out FILE --with-anchors`"
+        )
+    from semantic_anchors.anchor_inference import AnchorFusedModel
+
+    return AnchorFusedModel(
+        model, anchors, beta=anchor_fusion, metric=anchor_metric, temperature=anchor_temperature
+    ).eval()

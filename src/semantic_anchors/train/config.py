@@ -89,6 +89,11 @@ class EvalConfig:
     mode: str = "whole"  # whole | slide
     crop_size: int | list[int] | None = None
     stride: int | list[int] | None = None
+    # Anchor-aware inference (semantic_anchors.anchor_inference; needs regularizer.name=sar):
+    # logits + anchor_fusion * anchor_logits(features, semantic anchors); 0 = the plain model.
+    anchor_fusion: float = 0.0
+    anchor_metric: str = "l2"  # l2 | cosine
+    anchor_temperature: float | None = None  # None: D for l2, 0.1 for cosine
 
 
 SECTIONS = {

@@ -11,15 +11,20 @@ from semantic_anchors.train.config import load_config
 __all__ = ["export_run"]
 
 
-def export_run(path: str | Path, out: str | Path, *, best: bool = False) -> Path:
+def export_run(
+    path: str | Path, out: str | Path, *, best: bool = False, with_anchors: bool = False
+) -> Path:
     """Export the model of a run folder (its ``last.ckpt``, or ``best.ckpt``) or a checkpoint.
 
     Only the ``model.*`` weights are kept: the regularizer (anchors, embedding, EMA) is a
     training-time module and the exported network computes exactly the trained model's logits.
+    ``with_anchors`` also stores SAR's semantic anchors (a ``(C, D)`` tensor), for anchor-aware
+    inference with ``load_exported(out, anchor_fusion=beta)``.
 
     Raises:
         FileNotFoundError: no checkpoint.
-        ValueError: not a checkpoint of this project.
+        ValueError: not a checkpoint of this project; with ``with_anchors``, a run without SAR
+            or whose semantic anchors were never initialized for some classes (named).
     """
     path = Path(path)
     name = "best.ckpt" if best else "last.ckpt"
@@ -39,7 +44,32 @@ def export_run(path: str | Path, out: str | Path, *, best: bool = False) -> Path
         **{k: v for k, v in options.items() if k != "pretrained"},
     )  # fmt: skip
     model.load_state_dict(state, strict=True)
+    anchors = _semantic_anchors(ckpt, config, ckpt_file) if with_anchors else None
     return save_exported(
         model, out, name=config["model"]["name"], options=options,
         num_classes=extra["data_info"]["num_classes"], class_names=extra["data_info"]["class_names"],
+        semantic_anchors=anchors,
     )  # fmt: skip
+
+
+def _semantic_anchors(ckpt: dict, config: dict, ckpt_file: Path):
+    """SAR's ``(C, D)`` semantic anchors from a checkpoint, every class initialized."""
+    from semantic_anchors.anchor_inference import check_anchors_initialized
+    from semantic_anchors.regularizers.registry import REGULARIZERS
+    from semantic_anchors.regularizers.sar import SemanticAnchorRegularizer
+
+    state = ckpt["state_dict"]
+    keys = ("regularizer.semantic_anchors", "regularizer.initialized")
+    name = str(config["regularizer"]["name"]).lower().replace("_", "-")
+    is_sar = REGULARIZERS.get(name) is SemanticAnchorRegularizer
+    if not is_sar or any(k not in state for k in keys):
+        raise ValueError(
+            f"--with-anchors: {ckpt_file} was trained with regularizer "
+            f"{config['regularizer']['name']!r}, which has no semantic anchors (needs 'sar')"
+        )
+    class_names = ckpt["semantic_anchors"]["data_info"].get("class_names")
+    try:
+        check_anchors_initialized(state[keys[1]], class_names)
+    except ValueError as err:
+        raise ValueError(f"--with-anchors: {ckpt_file}: {err}") from None
+    return state[keys[0]]

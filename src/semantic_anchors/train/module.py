@@ -71,7 +71,9 @@ class AnchorModule(L.LightningModule):
                 f" model but dataset {config['data']['name']!r} is a {self.task} dataset"
             )
         reg_name, reg_options = _options(config["regularizer"])
-        text_keys = {k: reg_options.pop(k) for k in ("text_prompt", "text_model") if k in reg_options}
+        text_keys = {
+            k: reg_options.pop(k) for k in ("text_prompt", "text_model") if k in reg_options
+        }
         if uses_text_anchors(config):
             if anchors is None:  # no run folder: embed the class names now
                 cache = text_anchor_cache(config, data_info, Path())
@@ -144,8 +146,45 @@ class AnchorModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         cfg = self.config["eval"]
         return predict_logits(
-            self.model, images, cfg["mode"], num_classes=self.num_classes,
+            self.inference_model(), images, cfg["mode"], num_classes=self.num_classes,
             crop_size=cfg["crop_size"], stride=cfg["stride"],
+        )  # fmt: skip
+
+    def inference_model(self) -> torch.nn.Module:
+        """``self.model``, or with ``eval.anchor_fusion != 0`` an
+        :class:`~semantic_anchors.anchor_inference.AnchorFusedModel` of it and SAR's semantic
+        anchors (built per call from the current anchors; it is not a submodule).
+
+        During training-time validation, before SAR's gate has opened for every class, the plain
+        model is used: an error there would cost the steps trained since the last checkpoint.
+
+        Raises:
+            ValueError: anchor fusion without SAR, or (outside training) classes whose semantic
+                anchor was never initialized.
+        """
+        from semantic_anchors.anchor_inference import AnchorFusedModel
+        from semantic_anchors.regularizers.sar import SemanticAnchorRegularizer
+
+        cfg = self.config["eval"]
+        beta = cfg.get("anchor_fusion", 0.0)
+        if not beta:
+            return self.model
+        sar = self.regularizer
+        if not isinstance(sar, SemanticAnchorRegularizer):
+            raise ValueError(
+                f"eval.anchor_fusion={beta} uses SAR's semantic anchors, but this run's "
+                f"regularizer is {self.config['regularizer']['name']!r}; set eval.anchor_fusion=0 "
+                "or train with regularizer.name=sar"
+            )
+        # Validation during fit, or the one that closes it (a trainer that has trained, run.py).
+        trainer = self._trainer
+        training = trainer is not None and (trainer.state.fn == "fit" or trainer.global_step > 0)
+        if training and not bool(sar.initialized.all()):
+            return self.model
+        return AnchorFusedModel(
+            self.model, sar, beta=beta, metric=cfg.get("anchor_metric", "l2"),
+            temperature=cfg.get("anchor_temperature"),
+            class_names=self.data_info.get("class_names"),
         )  # fmt: skip
 
     # ----------------------------------------------------------------- validation

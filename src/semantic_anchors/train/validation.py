@@ -22,6 +22,7 @@ __all__ = ["EVAL_MODES", "MAX_SEED", "OPTIMIZERS", "PRECISIONS", "validate_confi
 # `precision` (lightning.fabric.connector._PRECISION_INPUT; a test keeps the two in step).
 OPTIMIZERS = ("sgd", "adamw")
 EVAL_MODES = ("whole", "slide")
+ANCHOR_METRICS = ("l2", "cosine")  # anchor_inference.ANCHOR_METRICS (a test keeps them in step)
 PRECISIONS = (
     "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
     "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64", 32, 16, 64,
@@ -191,3 +192,7 @@ def _check_ranges(data: dict, opt: dict, trainer: dict, ev: dict) -> None:
     if ev["mode"] == "slide":
         for key in ("crop_size", "stride"):
             _check(ev[key] is not None, f"eval.{key}", None, "set when eval.mode is 'slide'")
+    _number("eval.anchor_fusion", ev["anchor_fusion"], 0)
+    _check(ev["anchor_metric"] in ANCHOR_METRICS, "eval.anchor_metric", ev["anchor_metric"],
+           f"one of {ANCHOR_METRICS}")  # fmt: skip
+    _number("eval.anchor_temperature", ev["anchor_temperature"], 0, low_open=True, none_ok=True)
