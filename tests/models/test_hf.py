@@ -360,12 +360,21 @@ UPERNET_TRAIN_TINY = [
     "window_size: 2}",
     "model.config_overrides={hidden_size: 16, auxiliary_channels: 8}",
 ]
+UPERNET_CONVNEXT_TRAIN_TINY = [
+    "model.backbone_overrides={depths: [1, 1, 1, 1], hidden_sizes: [8, 16, 24, 32], "
+    "drop_path_rate: 0.0}",
+    "model.config_overrides={hidden_size: 16, auxiliary_channels: 8}",
+]
 
 
 @pytest.mark.parametrize(
     "name, model_overrides",
-    [("segformer_b0", []), ("upernet_swin_t", UPERNET_TRAIN_TINY)],
-    ids=["segformer_b0", "upernet_swin_t-tiny"],
+    [
+        ("segformer_b0", []),
+        ("upernet_swin_t", UPERNET_TRAIN_TINY),
+        ("upernet_convnext_t", UPERNET_CONVNEXT_TRAIN_TINY),
+    ],
+    ids=["segformer_b0", "upernet_swin_t-tiny", "upernet_convnext_t-tiny"],
 )
 def test_train_one_sar_step(name: str, model_overrides: list[str], tmp_path: Path) -> None:
     """The real SegFormer-B0 (and a tiny Swin UperNet) through the training module with SAR."""
@@ -385,3 +394,59 @@ def test_train_one_sar_step(name: str, model_overrides: list[str], tmp_path: Pat
     )
     assert metrics["step"] == 1 and 0 <= metrics["mIoU"] <= 100
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+# Tiny ViT-S/16 and ConvNeXt-T (widths 16 / 32: SAR's feat_dim) on 32x32 crops of Fashion-MNIST.
+CLASSIFIER_TRAIN_TINY = {
+    "hf_vit_s16": (
+        16,
+        [
+            "model.image_size=32",
+            "model.config_overrides={hidden_size: 16, num_hidden_layers: 1, "
+            "num_attention_heads: 2, intermediate_size: 32, patch_size: 8}",
+        ],
+    ),
+    "hf_convnext_t": (
+        32,
+        ["model.config_overrides={depths: [1, 1, 1, 1], hidden_sizes: [8, 16, 24, 32]}"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIER_TRAIN_TINY))
+def test_train_one_sar_step_of_the_classifiers(name: str, tmp_path: Path) -> None:
+    """Tiny HF classifiers through the long-tailed Fashion-MNIST recipe with SAR (vector form).
+
+    The data are the IDX files the data tests write (30 ... 3 training images per class, 4 test
+    images per class), so the Debian package is not needed.
+    """
+    train = pytest.importorskip("semantic_anchors.train").train
+    from semantic_anchors.train.checkpoint import load_checkpoint
+
+    from ..data.writers import write_fashion
+
+    root = write_fashion(tmp_path / "fashion", train_per_class=30, test_per_class=4)
+    feat_dim, model_overrides = CLASSIFIER_TRAIN_TINY[name]
+    metrics = train(
+        "fashion-lt-smallcnn-quick",
+        [
+            f"model.name={name}",
+            *model_overrides,
+            f"data.root={root}",
+            "data.options={imbalance_factor: 10, n_max: 30}",
+            "data.crop_size=32",  # ConvNeXt's stride 32 needs more than 28 pixels
+            "data.batch_size=8",
+            "data.val_batch_size=40",
+            "data.num_workers=0",
+            "trainer.progress_bar=false",
+            "trainer.log_every=1",
+            "trainer.max_steps=1",
+            "regularizer.name=sar",
+        ],
+        out_dir=tmp_path / "run",
+    )
+    assert metrics["step"] == 1 and 0 <= metrics["top1"] <= 100 and 0 <= metrics["mAcc"] <= 100
+    state = load_checkpoint(tmp_path / "run/checkpoints/last.ckpt")["state_dict"]
+    assert state["regularizer.anchors"].shape == (10, feat_dim)
+    assert state["regularizer.semantic_anchors"].shape == (10, feat_dim)
+    assert state["regularizer.embedding.linear.0.weight"].shape == (feat_dim, feat_dim)

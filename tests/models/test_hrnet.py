@@ -244,3 +244,20 @@ def test_train_one_sar_step(name, tmp_path):
     assert metrics["step"] == 1 and 0 <= metrics["mIoU"] <= 100
     state = load_checkpoint(tmp_path / "run/checkpoints/last.ckpt")["state_dict"]
     assert state["regularizer.anchors"].shape[1] == (270 if name == "fcn_hr18" else 512)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, feat_dim", [("fcn_hr48", 720), ("ocrnet_hr48", 512)])
+def test_train_one_sar_step_hr48(name, feat_dim, tmp_path):
+    """The real-size HRNet-W48 segmentors (the paper's), one SAR step on a few 32x32 images."""
+    from semantic_anchors.train import train
+    from semantic_anchors.train.checkpoint import load_checkpoint
+    from tests.train.conftest import TINY
+
+    metrics = train("synthlt-fcn-quick", [f"model.name={name}", *TINY, "trainer.max_steps=1",
+                    "regularizer.name=sar", "data.options={num_images: 4, image_size: 32}",
+                    "data.val_options={num_images: 2}", "data.crop_size=32",
+                    "data.batch_size=2", "data.val_batch_size=2"], out_dir=tmp_path / "run")  # fmt: skip
+    assert metrics["step"] == 1 and 0 <= metrics["mIoU"] <= 100
+    state = load_checkpoint(tmp_path / "run/checkpoints/last.ckpt")["state_dict"]
+    assert state["regularizer.anchors"].shape[1] == feat_dim  # 48 + 96 + 192 + 384 for FCN

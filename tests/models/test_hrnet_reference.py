@@ -1,18 +1,14 @@
 """HRNetV2, FCN-HR and OCRNet against mmsegmentation's own code, for the same weights.
 
-mmseg is the reference here as sklearn is for the metrics. It needs the ``[ref]`` install
-(``pip install -c constraints.txt mmengine==0.10.7 mmcv-lite==2.1.0 mmsegmentation==1.2.2 ftfy
-regex``); without it every test here skips. mmcv-lite has no compiled ops and mmseg imports
-``mmcv.ops`` at package import, so a placeholder module stands in for it (HRNet, FCNHead,
-OCRHead, their bases and the segmentors call no op).
+mmseg is the reference here as sklearn is for the metrics. It needs the ``[ref]`` install;
+without it every test here skips. ``tests/_mmseg.py`` imports it (with a placeholder for the
+``mmcv.ops`` that mmcv-lite lacks: HRNet, FCNHead, OCRHead, their bases and the segmentors call
+no op).
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
 import types
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +18,7 @@ from torch import nn
 
 import semantic_anchors.models.hrnet_models  # noqa: F401  (registers fcn_hr* / ocrnet_hr*)
 from semantic_anchors.models import create_model
+from tests._mmseg import imported_mmseg
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -29,39 +26,11 @@ WIDTHS = {18: (18, 36, 72, 144), 48: (48, 96, 192, 384)}
 NUM_CLASSES = 7
 
 
-def _placeholder_ops() -> types.ModuleType:
-    """``mmcv.ops`` whose every name is a class that fails when used (never, in these tests)."""
-    module = types.ModuleType("mmcv.ops")
-
-    def missing(name: str) -> type:
-        def fail(self: Any, *args: Any, **kwargs: Any) -> None:
-            raise RuntimeError(f"mmcv.ops.{name}: a placeholder (mmcv-lite has no compiled ops)")
-
-        return type(name, (), {"__init__": fail, "__call__": fail})
-
-    def __getattr__(name: str) -> type:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return missing(name)
-
-    module.__getattr__ = __getattr__  # type: ignore[method-assign]
-    return module
-
-
 @pytest.fixture(scope="module")
 def mmseg() -> Iterator[types.SimpleNamespace]:
     """mmseg's ``MODELS`` registry, imported with the placeholder ``mmcv.ops`` if need be."""
-    for name in ("mmengine", "mmcv", "mmseg"):
-        pytest.importorskip(name)
-    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            importlib.import_module("mmcv.ops")
-        except ImportError:
-            patch.setitem(sys.modules, "mmcv.ops", _placeholder_ops())
-        importlib.import_module("mmseg.models")
-        registry = importlib.import_module("mmseg.registry")
-        yield types.SimpleNamespace(MODELS=registry.MODELS)
+    with imported_mmseg() as namespace:
+        yield namespace
 
 
 def mmseg_config(width: int, head: str) -> dict[str, Any]:
