@@ -1,7 +1,14 @@
 """The benchmark scripts that are cheap enough run here, so they never rot."""
 
 import importlib.util
+import json
+import math
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 from semantic_anchors.models import create_model
 
@@ -24,3 +31,52 @@ def test_model_cost_counts_parameters_and_sar_embedding():
     # Embedding (3 matmuls of C x D x D) and the classifier on the C anchors (C x D x C).
     assert round(row["sar_gflops"] * 1e9) == 3 * 5 * d * d + 5 * d * 5
     assert row["gflops"] > 0
+
+
+def _numbers(value):
+    """Every int / float in a JSON value (booleans excluded)."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_section(tmp_path):
+    md, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
+    cmd = [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--smoke", "--budget", "900",
+           "--out-md", str(md), "--out-json", str(js)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(js.read_text())
+    assert result["meta"]["smoke"] and result["meta"]["torch"] == torch.__version__
+    assert result["meta"]["date"] and result["meta"]["device_name"]
+    sections = result["sections"]
+    assert set(sections) == {"models", "p2a", "compile", "train"}
+    for name, section in sections.items():
+        assert section["status"] == "ok", (name, section["notes"])
+        assert section["rows"], name
+        for row in section["rows"]:
+            numbers = _numbers(row)
+            assert numbers and all(math.isfinite(n) for n in numbers), (name, row)
+    models = sections["models"]["rows"]
+    assert {(r["model"], r["classes"]) for r in models} >= {("fcn_small", 19), ("fcn_small", 150)}
+    for r in models:
+        assert min(r["ce_ms"], r["sar_ms"], r["sar_checked_ms"], r["ce_peak_mib"]) > 0
+        assert r["time_ratio"] == pytest.approx(r["sar_ms"] / r["ce_ms"])
+    for r in sections["p2a"]["rows"]:  # ours and the one-hot reference agree
+        assert r["loss_rel_diff"] < 1e-5 and r["grad_rel_max_diff"] < 1e-5
+    (compiled,) = sections["compile"]["rows"]
+    assert compiled["compiles"] and compiled["graph_breaks"] >= 0 and compiled["compiled_ms"] > 0
+    single, ddp = sections["train"]["rows"]
+    assert single["steps"] == 4 and ddp["steps"] == 3
+    assert ddp["world_size"] == 1 and ddp["backend"] == "gloo"
+    assert single["gate_logged"] == 4 and math.isfinite(single["loss_last"])
+    text = md.read_text()
+    assert "figures mean nothing" in text
+    for title in ("## 1. Training step", "## 2. The pixel-to-anchor", "## 3. `torch.compile`",
+                  "## 4. Training through"):  # fmt: skip
+        assert title in text
+    assert sum(line.startswith("|---") for line in text.splitlines()) == 4  # one table each
+    assert "| `fcn_small` | 32x64 | 19 |" in text
