@@ -5,6 +5,13 @@ A checkpoint is written (atomically, to ``checkpoints/last.ckpt``) after every v
 pause (``trainer.stop_at_step``) and when SIGINT / SIGTERM arrives. A checkpoint taken at the end
 of step ``k`` holds exactly the state a straight run has there, so resuming from it reproduces the
 straight run bitwise.
+
+Under DDP (one node or many) the ranks must take every decision together: a signal may reach one
+rank only and clocks differ, so those two local facts are combined across ranks, with one small
+collective every ``agree_every`` steps and at the last step, steps that every rank picks from the
+step counter alone. A signal thus stops all ranks within ``agree_every`` steps, and no rank ever
+waits in a collective that the others do not enter. Everything else (validations, step intervals,
+pauses, the end) is a function of the step and needs no agreement.
 """
 
 from __future__ import annotations
@@ -51,6 +58,12 @@ class RunCheckpointer(L.Callback):
         monitor: the validation metric of ``best.ckpt`` (``None``: no best checkpoint).
         handle_signals: turn SIGINT / SIGTERM into a checkpoint at the end of the current step
             (a second SIGINT exits at once).
+        agree_every: under DDP, the ranks combine their signal flags and save clocks every this
+            many steps (and at the last step): a signal or a due ``every_minutes`` save takes
+            effect within this many steps. One process decides at every step.
+
+    Raises:
+        ValueError: ``agree_every`` is not a positive integer.
     """
 
     def __init__(
@@ -63,7 +76,11 @@ class RunCheckpointer(L.Callback):
         stop_at_step: int | None = None,
         monitor: str | None = None,
         handle_signals: bool = True,
+        agree_every: int = 10,
     ) -> None:
+        if isinstance(agree_every, bool) or not isinstance(agree_every, int) or agree_every < 1:
+            raise ValueError(f"agree_every must be a positive integer, got {agree_every!r}")
+        self.agree_every = agree_every
         self.folder = Path(folder)
         self.val_every, self.every_steps = int(val_every), every_steps
         self.every_seconds = None if every_minutes is None else 60.0 * float(every_minutes)
@@ -94,15 +111,27 @@ class RunCheckpointer(L.Callback):
             file=sys.stderr, flush=True,
         )  # fmt: skip
 
+    def _handles_signals(self) -> bool:
+        return self.handle_signals and threading.current_thread() is threading.main_thread()
+
     def on_fit_start(self, trainer, pl_module) -> None:
         self._last_save = time.monotonic()
-        if self.handle_signals and threading.current_thread() is threading.main_thread():
+        if self._handles_signals():  # the handlers to restore when fitting ends
+            self._previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Installed here, replacing the SIGTERM handler that Lightning (2.6) sets after
+        # on_fit_start: that one broadcasts from inside the handler and stops the signalled rank
+        # alone at the end of its step, so under DDP the ranks' collectives no longer pair up and
+        # every rank hangs.
+        if self._handles_signals():
             for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._on_signal)
+                signal.signal(signum, self._on_signal)
 
     def _restore_signals(self) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: set outside Python, cannot be set back from it
+                signal.signal(signum, handler)
         self._previous.clear()
 
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -118,24 +147,34 @@ class RunCheckpointer(L.Callback):
         self.save_seconds.append(time.perf_counter() - start)
         self._last_save = time.monotonic()
 
-    def _agreed(self, trainer, *flags: bool) -> list[bool]:
-        """Under DDP every rank must take the same decision (a signal may reach one rank only)."""
-        if trainer.world_size <= 1:
-            return list(flags)
-        local = torch.tensor([float(f) for f in flags], device=trainer.strategy.root_device)
-        return [bool(v) for v in trainer.strategy.reduce(local, reduce_op="max").tolist()]
+    def _agreement_step(self, trainer, step: int) -> bool:
+        """Whether the ranks combine their local facts at ``step`` (a function of the step only)."""
+        return step % self.agree_every == 0 or step >= trainer.max_steps
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
+    def _signal_and_timer(self, trainer, step: int) -> tuple[int | None, bool]:
+        """The signal to stop on (``None``: go on) and whether a timed save is due, alike on all
+        ranks: under DDP the maximum over ranks, decided at agreement steps only."""
         timed = (
             self.every_seconds is not None
             and time.monotonic() - self._last_save >= self.every_seconds
         )
-        signalled, timed = self._agreed(trainer, self._signal is not None, timed)
-        if signalled:
+        if trainer.world_size <= 1:
+            return self._signal, timed
+        if not self._agreement_step(trainer, step):
+            return None, False
+        local = torch.tensor(  # (2,): the signal number (0: none), a timed save is due
+            [float(self._signal or 0), float(timed)], device=trainer.strategy.root_device
+        )
+        signum, timed_any = trainer.strategy.reduce(local, reduce_op="max").tolist()
+        return (int(signum) or None), bool(timed_any)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        signum, timed = self._signal_and_timer(trainer, step)
+        if signum is not None:
             # Save now, skipping this step's validation: a preempted job has little time left.
             self._save(trainer)
-            raise TrainingInterrupted(self._signal or signal.SIGTERM, step, self.last)
+            raise TrainingInterrupted(signum, step, self.last)
         if self.stop_at_step is not None and step >= self.stop_at_step:
             self._save(trainer)
             raise TrainingPaused(step, self.last)
@@ -187,9 +226,18 @@ def step_progress_bar(max_steps: int) -> L.Callback:
             # Lightning counts batches of this invocation; a resumed run counts on from its step.
             super().on_train_batch_end(trainer, pl_module, outputs, batch, trainer.global_step - 1)
 
+        shown_loss: float | None = None
+
         def get_metrics(self, trainer, pl_module) -> dict:
             items = super().get_metrics(trainer, pl_module)
             items.pop("v_num", None)
+            # The loss is read back from the device (a sync) only on the steps that are logged.
+            loss = getattr(pl_module, "progress_loss", None)
+            every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
+            if loss is not None and trainer.global_step % every == 0:
+                self.shown_loss = float(loss)
+            if self.shown_loss is not None:
+                items["loss"] = round(self.shown_loss, 4)
             return items
 
     if Base.__name__ == "RichProgressBar":

@@ -69,6 +69,7 @@ class TrainerConfig:
     val_every: int = 500  # steps between validations (and checkpoints)
     checkpoint_every: int | None = None  # also save last.ckpt every N steps (None: only at val)
     checkpoint_minutes: float | None = 10.0  # and after N minutes of training since the last save
+    agree_every: int = 10  # under DDP: ranks agree on signals / timed saves every N steps
     save_best: bool = False  # also keep best.ckpt, the checkpoint with the best validation metric
     threads: int | None = None  # torch CPU threads per process (None: torch's default)
     accelerator: str = "auto"

@@ -242,6 +242,7 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
     checkpointer = RunCheckpointer(
         out_dir / "checkpoints", val_every=int(tcfg["val_every"]),
         every_steps=tcfg.get("checkpoint_every"), every_minutes=tcfg.get("checkpoint_minutes"),
+        agree_every=int(tcfg["agree_every"]),
         stop_at_step=tcfg["stop_at_step"], monitor=module.monitor if tcfg.get("save_best") else None,
     )  # fmt: skip
     existed = out_dir.exists()

@@ -47,6 +47,7 @@ FREE_ON_RESUME = (
     "trainer.limit_val_batches",
     "trainer.checkpoint_every",
     "trainer.checkpoint_minutes",
+    "trainer.agree_every",
     "trainer.save_best",
     "trainer.threads",
     "data.num_workers",

@@ -168,6 +168,7 @@ def _check_ranges(data: dict, opt: dict, trainer: dict, ev: dict) -> None:
     _number("trainer.val_every", trainer["val_every"], 1)
     _number("trainer.log_every", trainer["log_every"], 1)
     _number("trainer.checkpoint_every", trainer["checkpoint_every"], 1, none_ok=True)
+    _number("trainer.agree_every", trainer["agree_every"], 1)
     _number("trainer.checkpoint_minutes", trainer["checkpoint_minutes"], 0, low_open=True,
             none_ok=True)  # fmt: skip
     _number("trainer.threads", trainer["threads"], 1, none_ok=True)
