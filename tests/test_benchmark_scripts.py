@@ -80,3 +80,21 @@ def test_gpu_check_smoke_runs_every_section(tmp_path):
         assert title in text
     assert sum(line.startswith("|---") for line in text.splitlines()) == 4  # one table each
     assert "| `fcn_small` | 32x64 | 19 |" in text
+
+
+@pytest.mark.slow
+def test_train_throughput_compares_our_training_with_a_bare_loop(tmp_path):
+    """Both loops train the same pieces: a short run of each configuration gives positive rates
+    and the table has the four rows' ratios."""
+    out = tmp_path / "train.md"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "train_throughput.py"), "--steps", "10", "--repeats",
+         "1", "--recipes", "synthlt-fcn-quick", "--out", str(out)],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| synthlt")]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        bare, ours, ratio = float(cells[2]), float(cells[3]), float(cells[4].lstrip("x"))
+        assert bare > 0 and ours > 0 and ratio == pytest.approx(bare / ours, abs=2e-3)
