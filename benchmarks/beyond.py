@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -75,6 +74,8 @@ def fusion_metrics(run: Path, beta: float) -> dict:
     """The run's validation metrics with ``eval.anchor_fusion=beta`` (cached in the run folder)."""
     from semantic_anchors.train import evaluate
 
+    if beta == 0:  # the plain model, bitwise (tests/test_anchor_inference.py): the run's own eval
+        return read_metrics(run)
     cache_file = run / "fusion.json"
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     key = f"{beta:g}"
@@ -108,7 +109,8 @@ def fusion_section(bench: Path, results: dict, echo) -> list[str]:
     lines = ["## Anchor-aware inference on the same checkpoints", "",
              "Every SAR checkpoint of the text-anchor suite evaluated again with "
              "`eval.anchor_fusion=beta` (logits + beta * anchor logits, l2, T = D). Differences "
-             "from beta = 0 (the plain model) per seed: mean [95 % t-interval].", ""]  # fmt: skip
+             "from beta = 0 (the plain model: the run's own evaluation) per seed: mean [95 % "
+             "t-interval].", ""]  # fmt: skip
     lines += ["| dataset | anchors | metric | " + " | ".join(f"β={b:g}" for b in BETAS[1:]) + " |",
               "|---|---|---|" + "---:|" * (len(BETAS) - 1)]  # fmt: skip
     for dataset in sorted(p.name for p in (bench / "runs").iterdir() if p.is_dir()):
@@ -124,10 +126,6 @@ def fusion_section(bench: Path, results: dict, echo) -> list[str]:
                     echo(f"fusion {dataset}/{method}/seed{seed} beta={beta:g}: "
                          f"{time.perf_counter() - start:.0f} s")  # fmt: skip
             key = METRICS[_task(next(iter(by_beta[0.0].values())))][0]
-            for seed, run in runs.items():  # beta = 0 is the run's own evaluation
-                own = read_metrics(run)[key]
-                if not math.isclose(by_beta[0.0][seed][key], own, rel_tol=1e-9, abs_tol=1e-9):
-                    raise RuntimeError(f"{run}: beta=0 gives {by_beta[0.0][seed][key]}, not {own}")
             cells = []
             for beta in BETAS[1:]:
                 d = _paired(by_beta[beta], by_beta[0.0], key)
