@@ -151,20 +151,33 @@ def get_model_entry(name: str) -> ModelEntry:
     return entry
 
 
-def create_model(name: str, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    *,
+    prototype_head: str | None = None,
+    prototype_options: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Builds a registered model.
 
     Args:
         name: a name from :func:`list_models`.
         num_classes: number of output classes; ``None`` keeps the builder's default
             (1000 for the ImageNet ResNets, 10 for the CIFAR / small models, 19 for segmentors).
+        prototype_head: ``"protoseg"`` swaps a segmentor's classifier for ProtoSeg's
+            non-learnable prototype classifier (:class:`~.protoseg.ProtoSegSegmentor`; a
+            recipe's ``model.prototype_head: protoseg``); ``None`` keeps the model's own.
+        prototype_options: keyword arguments of :class:`~.protoseg.ProtoSegSegmentor`
+            (``num_prototypes``, ``embed_dim``, ``dropout``, ...).
         **kwargs: passed to the builder (e.g. ``in_channels``, ``output_stride``, ``pretrained``).
 
     Returns:
         The model, in training mode.
 
     Raises:
-        ValueError: unknown ``name`` (with close matches) or a bad argument value.
+        ValueError: unknown ``name`` (with close matches) or a bad argument value; a
+            ``prototype_head`` on a classification model, or unknown ``prototype_options``.
         TypeError: a keyword the builder does not accept (the message lists the accepted ones),
             or an argument of the wrong type.
 
@@ -192,4 +205,12 @@ def create_model(name: str, num_classes: int | None = None, **kwargs: Any) -> nn
                 f"create_model({name!r}): unexpected keyword argument(s) {unknown}; "
                 f"expected some of {accepted}"
             )
-    return entry.builder(**kwargs)
+    wrap = None
+    if prototype_head is not None or prototype_options is not None:
+        from .protoseg import prototype_head_wrapper  # checked before the model is built
+
+        wrap = prototype_head_wrapper(
+            prototype_head, prototype_options, model=name, task=entry.task
+        )
+    model = entry.builder(**kwargs)
+    return model if wrap is None else wrap(model)

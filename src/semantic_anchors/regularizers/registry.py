@@ -10,6 +10,7 @@ from semantic_anchors.regularizers.car import ClassAwareRegularizer
 from semantic_anchors.regularizers.center import CenterLossRegularizer
 from semantic_anchors.regularizers.etf_classifier import ETFDotRegressionRegularizer
 from semantic_anchors.regularizers.fixed_anchor import FixedAnchorRegularizer
+from semantic_anchors.regularizers.protoseg import ProtoSegLoss
 from semantic_anchors.regularizers.prototype import PrototypeRegularizer
 from semantic_anchors.regularizers.sar import SemanticAnchorRegularizer
 
@@ -23,6 +24,7 @@ REGULARIZERS: dict[str, type[Regularizer] | None] = {
     "prototype": PrototypeRegularizer,
     "center": CenterLossRegularizer,
     "etf-dr": ETFDotRegressionRegularizer,
+    "protoseg": ProtoSegLoss,
 }
 
 
