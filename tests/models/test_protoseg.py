@@ -386,3 +386,13 @@ def test_a_training_run_with_protoseg(tmp_path):
                  "regularizer.name=protoseg", "trainer.max_steps=2", "trainer.val_every=2"]  # fmt: skip
     metrics = train("synthlt-fcn-quick", overrides, out_dir=tmp_path / "run")
     assert 0.0 <= metrics["mIoU"] <= 100.0 and 0.0 <= metrics["aAcc"] <= 100.0
+
+
+def test_the_prototype_head_without_its_losses_is_refused(tmp_path):
+    from semantic_anchors.train import train
+    from tests.train.conftest import TINY
+
+    with pytest.raises(ValueError, match="needs regularizer.name=protoseg"):
+        train("synthlt-fcn-quick", [*TINY, "model.prototype_head=protoseg", "regularizer.name=sar"],
+              out_dir=tmp_path / "run")  # fmt: skip
+    assert not (tmp_path / "run").exists()

@@ -92,6 +92,11 @@ class AnchorModule(L.LightningModule):
         self.regularizer = build_regularizer(
             reg_name, self.num_classes, self.model.feat_dim, dense=self.model.dense, **reg_options
         )
+        if type(self.model).__name__ == "ProtoSegSegmentor" and reg_name != "protoseg":
+            raise ValueError(
+                "model.prototype_head=protoseg needs regularizer.name=protoseg (its losses and the "
+                f"prototype update; without it the prototypes never move), got {reg_name!r}"
+            )
         loss_name, loss_options = _options(config["loss"])
         self.criterion = build_loss(
             loss_name, num_classes=self.num_classes,
