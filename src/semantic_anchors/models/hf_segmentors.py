@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from . import hf
 from ._validation import check_features, check_images, check_int
+from .dense import DenseModel
 from .layers import upsample_like
 from .output import ModelOutput
 from .registry import inherit_signature, register_model
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class _HFSegmentor(nn.Module):
+class _HFSegmentor(DenseModel):
     """Shared contract of the wrapped segmentors; subclasses implement ``_features_and_aux``."""
 
     dense = True
@@ -97,17 +98,6 @@ class _HFSegmentor(nn.Module):
         if dropout is not None:
             features = dropout(features)
         return head.classifier(features)  # (B, C, h, w)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits upsampled bilinearly to the input size.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> ``(B, num_classes, H, W)``.
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
-        return upsample_like(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
 
     def forward_train(self, x: Tensor) -> ModelOutput:
         """Features, upsampled logits and auxiliary logits from one encoder pass.

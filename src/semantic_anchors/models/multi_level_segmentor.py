@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ._validation import check_features, check_images
 from .classifier import ClassificationModel
+from .dense import DenseModel
 from .heads.base import DecodeHead
 from .layers import upsample_like
 from .output import ModelOutput
@@ -23,7 +24,7 @@ from .output import ModelOutput
 __all__ = ["MultiLevelSegmentor"]
 
 
-class MultiLevelSegmentor(nn.Module):
+class MultiLevelSegmentor(DenseModel):
     """Backbone + one head on all levels, or a cascade of two (coarse head, refining head).
 
     Args:
@@ -146,17 +147,6 @@ class MultiLevelSegmentor(nn.Module):
         """
         check_features(features, self.feat_dim, dense=True)
         return self._last_head.forward_head(features)  # (B, C, h, w)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits upsampled bilinearly to the input size.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> ``(B, num_classes, H, W)``.
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
-        return upsample_like(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
 
     def forward_train(self, x: Tensor) -> ModelOutput:
         """Features, upsampled logits and (cascade) upsampled coarse logits from one pass.

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._validation import check_features, check_int, check_probability
+from .dense import DenseModel
 from .layers import upsample_like
 from .output import ModelOutput
 
@@ -199,7 +200,7 @@ def _replace_classifier(segmentor: nn.Module) -> None:
     )
 
 
-class ProtoSegSegmentor(nn.Module):
+class ProtoSegSegmentor(DenseModel):
     """A segmentor whose final classifier is a :class:`PrototypeClassifier` (ProtoSeg).
 
     ``segmentor`` keeps its backbone, decode head and auxiliary head; its own classifier is
@@ -309,14 +310,6 @@ class ProtoSegSegmentor(nn.Module):
         """
         check_features(features, self.feat_dim, dense=True)
         return self.classifier(features)  # (B, C, h, w)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Prototype logits upsampled bilinearly to the input size.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> ``(B, num_classes, H, W)``.
-        """
-        return upsample_like(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
 
     def forward_train(self, x: Tensor) -> ModelOutput:
         """Embedding, upsampled prototype logits and the segmentor's aux logits, one pass.

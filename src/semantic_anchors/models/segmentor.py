@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ._validation import check_features, check_images
 from .classifier import ClassificationModel
+from .dense import DenseModel
 from .heads.base import DecodeHead
 from .layers import upsample_like
 from .output import ModelOutput
@@ -18,7 +19,7 @@ from .output import ModelOutput
 __all__ = ["Segmentor"]
 
 
-class Segmentor(nn.Module):
+class Segmentor(DenseModel):
     """Encoder-decoder segmentation model.
 
     Args:
@@ -134,17 +135,6 @@ class Segmentor(nn.Module):
         """
         check_features(features, self.feat_dim, dense=True)
         return self.decode_head.forward_head(features)  # (B, C, h, w)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits upsampled bilinearly to the input size.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> ``(B, num_classes, H, W)``.
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
-        return upsample_like(self.forward_head(self.forward_features(x)), x)  # (B, C, H, W)
 
     def forward_train(self, x: Tensor) -> ModelOutput:
         """Features, upsampled logits and upsampled auxiliary logits from one backbone pass.
