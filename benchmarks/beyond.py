@@ -233,7 +233,7 @@ def main() -> None:
         "Reproduce:",
         "",
         "```bash",
-        *__doc__.split("\n\n")[1].strip().splitlines(),
+        *(line[4:] for line in __doc__.splitlines() if line.startswith("    ")),
         "```",
         "",
     ]
