@@ -13,6 +13,8 @@ from torch import nn
 from semantic_anchors._registry import check_options, lookup
 from semantic_anchors.losses.balanced_softmax import BalancedSoftmaxLoss
 from semantic_anchors.losses.focal import FocalLoss
+from semantic_anchors.losses.grw import GRWCrossEntropyLoss
+from semantic_anchors.losses.label_aware_smoothing import LabelAwareSmoothingLoss
 from semantic_anchors.losses.ldam import LDAMLoss
 from semantic_anchors.losses.logit_adjustment import LogitAdjustedLoss
 
@@ -38,6 +40,8 @@ LOSSES: dict[str, Callable[..., nn.Module]] = {
     "logit-adjustment": LogitAdjustedLoss,
     "ldam-drw": LDAMLoss,
     "focal": FocalLoss,
+    "grw": GRWCrossEntropyLoss,  # DisAlign's stage 2
+    "las": LabelAwareSmoothingLoss,  # MiSLAS' stage 2
 }
 
 # What build_loss supplies itself, to every loss whose constructor takes it.

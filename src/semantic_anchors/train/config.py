@@ -1,9 +1,9 @@
 """Experiment configuration: typed sections, safe YAML, ``--set key=value`` overrides.
 
 A config is a nested dict with fixed sections. Sections with a fixed schema (``data``, ``optimizer``,
-``trainer``, ``eval``) reject unknown keys with the list of valid ones; the open sections
-(``model``, ``regularizer``, ``loss``, ``data.options``) hold a ``name`` plus the keyword arguments
-of the thing they build, which are checked against its signature when it is built.
+``trainer``, ``eval``, ``finetune``) reject unknown keys with the list of valid ones; the open
+sections (``model``, ``regularizer``, ``loss``, ``data.options``) hold a ``name`` plus the keyword
+arguments of the thing they build, which are checked against its signature when it is built.
 
 :func:`load_config` ends with :func:`validate_config` (defined in
 :mod:`semantic_anchors.train.validation`, re-exported here), so a config it returns has the right
@@ -47,6 +47,9 @@ class DataConfig:
     num_workers: int = 2
     crop_size: int | list[int] | None = None  # segmentation train crop; None = image size
     transforms: dict = field(default_factory=dict)  # build_transforms(task, split, **transforms)
+    # Long-tail training options (classification only; docs/longtail.md). None: off.
+    mixup_alpha: float | None = None  # mixup with lam ~ Beta(alpha, alpha) (MiSLAS stage 1: 1.0)
+    sampler: str | None = None  # None: every item equally often; "class-balanced": every class
 
 
 @dataclass
@@ -97,11 +100,24 @@ class EvalConfig:
     anchor_temperature: float | None = None  # None: D for l2, 0.1 for cosine
 
 
+@dataclass
+class FinetuneConfig:
+    """Stage 2 of a two-stage method (semantic_anchors.train.finetune; docs/longtail.md)."""
+
+    init_from: str | None = None  # a run folder whose model.* weights (last.ckpt) are loaded
+    train_only: list[str] | None = None  # parameter-name prefixes trained; the rest frozen
+    freeze_bn: bool | None = None  # BN outside train_only in eval mode (None: true)
+    calibration: str | None = None  # a logit calibration trained on top: disalign | lws
+    calibration_options: dict | None = None  # its keyword arguments
+    calibration_lr_mult: float | None = None  # its learning rate / optimizer.lr (None: 1)
+
+
 SECTIONS = {
     "data": DataConfig,
     "optimizer": OptimizerConfig,
     "trainer": TrainerConfig,
     "eval": EvalConfig,
+    "finetune": FinetuneConfig,
 }
 OPEN_SECTIONS = {
     "model": {"name": "fcn_small"},

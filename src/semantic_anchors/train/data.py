@@ -174,10 +174,18 @@ class AnchorDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
         trainer = getattr(self, "trainer", None)
-        sampler = StepBatchSampler(
-            len(self.train_set), int(self.cfg["batch_size"]), self.seed, rank, world,
-            start_step=(lambda: trainer.global_step) if trainer is not None else (lambda: 0),
-        )  # fmt: skip
+        start = (lambda: trainer.global_step) if trainer is not None else (lambda: 0)
+        if self.cfg.get("sampler") == "class-balanced":  # every class equally often (MiSLAS)
+            from semantic_anchors.train.sampling import ClassBalancedBatchSampler
+
+            sampler = ClassBalancedBatchSampler(
+                getattr(self.train_set, "targets", None), int(self.cfg["batch_size"]), self.seed,
+                rank, world, start,
+            )  # fmt: skip
+        else:
+            sampler = StepBatchSampler(
+                len(self.train_set), int(self.cfg["batch_size"]), self.seed, rank, world, start
+            )
         dataset = SeededDataset(self.train_set, self._transform("train"))
         return DataLoader(dataset, batch_sampler=sampler, **self._loader_kwargs())
 

@@ -16,6 +16,12 @@ from semantic_anchors.models import create_model
 from semantic_anchors.regularizers.registry import build_regularizer
 from semantic_anchors.text_anchors import TextAnchorCache, default_prompt, text_anchors
 from semantic_anchors.train.checkpoint import capture_rng, restore_rng
+from semantic_anchors.train.finetune import (
+    check_batch_options,
+    config_calibration,
+    freeze_for_stage2,
+)
+from semantic_anchors.train.mixup import mixup_batch
 
 __all__ = ["AnchorModule", "text_anchor_cache", "uses_text_anchors"]
 
@@ -103,6 +109,11 @@ class AnchorModule(L.LightningModule):
             class_frequencies=data_info["class_frequencies"], ignore_index=self.ignore_index,
             **loss_options,
         )  # fmt: skip
+        # Long-tail options (docs/longtail.md): data.mixup_alpha / data.sampler (classification),
+        # a stage-2 logit calibration and the parameters a stage 2 trains (finetune.*).
+        check_batch_options(config, self.task)
+        self.calibration = config_calibration(config, self.model)
+        self.frozen_bn = freeze_for_stage2(self, config)  # BN layers kept in eval mode
         groups = data_info["groups"]
         if self.task == "segmentation":
             self.val_metrics = SegmentationMetrics(self.num_classes, self.ignore_index, groups)
@@ -123,16 +134,21 @@ class AnchorModule(L.LightningModule):
         images, targets = batch
         if hasattr(self.criterion, "set_step"):  # losses with a schedule (LDAM's deferred weights)
             self.criterion.set_step(self.global_step)
-        out = self.model.forward_train(images)
-        loss_main = self.criterion(out.logits, targets)
+        # data.mixup_alpha: a mixed batch whose loss weighs both label sets (else unchanged).
+        images, mixed = mixup_batch(
+            images, targets, self.config["data"].get("mixup_alpha"),
+            seed=int(self.config["seed"]), step=self.global_step, rank=self.global_rank,
+        )  # fmt: skip
+        out = self.logits_model().forward_train(images)
+        loss_main = mixed.loss(self.criterion, out.logits)
         loss = loss_main
         logs = {"train/loss_main": loss_main.detach()}
         if out.aux_logits is not None and self.model.aux_loss_weight > 0:
-            loss_aux_head = self.criterion(out.aux_logits, targets)
+            loss_aux_head = mixed.loss(self.criterion, out.aux_logits)
             loss = loss + self.model.aux_loss_weight * loss_aux_head
             logs["train/loss_aux_head"] = loss_aux_head.detach()
         if self.regularizer is not None:
-            reg = self.regularizer(out.features, targets, self.model.classifier)
+            reg = self.regularizer(out.features, mixed.dominant, self.model.classifier)
             loss = loss + reg
             logs["train/loss_reg"] = reg.detach()
             for key, value in self.regularizer.last_stats_tensors.items():
@@ -142,6 +158,27 @@ class AnchorModule(L.LightningModule):
         if self.is_log_step():  # anything logged stays in Lightning's results and is read back
             self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False)
         return loss
+
+    def logits_model(self) -> torch.nn.Module:
+        """``self.model``, or with ``finetune.calibration`` a
+        :class:`~semantic_anchors.calibration.CalibratedModel` of it (built per call; not a
+        submodule): what training and evaluation take their logits from."""
+        if self.calibration is None:
+            return self.model
+        from semantic_anchors.calibration import CalibratedModel
+
+        return CalibratedModel(self.model, self.calibration)
+
+    def train(self, mode: bool = True):
+        """``nn.Module.train``; the BN layers that ``finetune`` freezes stay in eval mode."""
+        super().train(mode)
+        for name in getattr(self, "frozen_bn", ()) if mode else ():
+            self.get_submodule(name).train(False)
+        return self
+
+    def on_train_start(self) -> None:
+        if self.frozen_bn:  # Lightning does not call train() itself when fit starts
+            self.train()
 
     def is_log_step(self) -> bool:
         """Whether the current training step is one Lightning's loggers write (``log_every``)."""
@@ -173,7 +210,7 @@ class AnchorModule(L.LightningModule):
         cfg = self.config["eval"]
         beta = cfg.get("anchor_fusion", 0.0)
         if not beta:
-            return self.model
+            return self.logits_model()  # the calibrated model with finetune.calibration
         sar = self.regularizer
         if not isinstance(sar, SemanticAnchorRegularizer):
             raise ValueError(
@@ -213,9 +250,12 @@ class AnchorModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.config["optimizer"]
         head_names = ("decode_head", "aux_head", "head", "classifier")
-        head, rest = [], []
+        head, rest, calibration = [], [], []
         for name, param in self.named_parameters():
             if not param.requires_grad:
+                continue
+            if name.startswith("calibration."):
+                calibration.append(param)
                 continue
             is_head = name.startswith("regularizer.") or any(
                 f".{h}" in f".{name}" for h in head_names
@@ -224,6 +264,10 @@ class AnchorModule(L.LightningModule):
         groups = [{"params": rest, "lr": cfg["lr"]}]
         if head:
             groups.append({"params": head, "lr": cfg["lr"] * cfg["head_lr_mult"]})
+        if calibration:  # finetune.calibration: its own learning rate
+            mult = (self.config.get("finetune") or {}).get("calibration_lr_mult") or 1.0
+            groups.append({"params": calibration, "lr": cfg["lr"] * mult})
+        groups = [g for g in groups if g["params"]] or groups  # a stage 2 may train no backbone
         name = cfg["name"].lower()
         if name == "sgd":
             optimizer = torch.optim.SGD(

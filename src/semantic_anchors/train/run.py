@@ -23,6 +23,7 @@ from semantic_anchors.train.callbacks import (
 from semantic_anchors.train.checkpoint import AtomicCheckpointIO, load_checkpoint
 from semantic_anchors.train.config import dump_config, load_config
 from semantic_anchors.train.data import AnchorDataModule
+from semantic_anchors.train.finetune import load_init_from
 from semantic_anchors.train.module import AnchorModule, text_anchor_cache, uses_text_anchors
 from semantic_anchors.train.resume import refuse_existing, remove_partial_files, resume_config
 from semantic_anchors.train.runfolder import (
@@ -238,6 +239,9 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
         text_cache = text_anchor_cache(config, _data_info(dm), out_dir / "anchors")
         text = text_cache.get(write=False)
     module = AnchorModule(config, _data_info(dm), anchors=text)
+    init_from = (config.get("finetune") or {}).get("init_from")
+    if init_from is not None and ckpt_path is None:  # stage 2 starts from a run's whole model
+        load_init_from(module, init_from)
     tcfg = config["trainer"]
     checkpointer = RunCheckpointer(
         out_dir / "checkpoints", val_every=int(tcfg["val_every"]),

@@ -23,6 +23,8 @@ __all__ = ["EVAL_MODES", "MAX_SEED", "OPTIMIZERS", "PRECISIONS", "validate_confi
 OPTIMIZERS = ("sgd", "adamw")
 EVAL_MODES = ("whole", "slide")
 ANCHOR_METRICS = ("l2", "cosine")  # anchor_inference.ANCHOR_METRICS (a test keeps them in step)
+SAMPLERS = ("class-balanced",)  # train/data.py; None is the default stream
+CALIBRATIONS = ("disalign", "lws")  # calibration.CALIBRATIONS (a test keeps them in step)
 PRECISIONS = (
     "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
     "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64", 32, 16, 64,
@@ -42,7 +44,8 @@ def _describe(tp: Any) -> str:
         return ", ".join(names[:-1]) + " or " + names[-1]
     if typing.get_origin(tp) is list:
         (item,) = typing.get_args(tp)
-        return "a list of " + {int: "integers", float: "numbers"}.get(item, _describe(item))
+        plural = {int: "integers", float: "numbers", str: "strings"}
+        return "a list of " + plural.get(item, _describe(item))
     return _NAMES[tp]
 
 
@@ -134,7 +137,30 @@ def validate_config(config: dict) -> dict:
         name = values.get("name")
         _check(isinstance(name, str) and name != "", f"{section}.name", name, "a non-empty string")
     _check_ranges(config["data"], config["optimizer"], config["trainer"], config["eval"])
+    _check_longtail(config["data"], config["finetune"])
     return config
+
+
+def _check_longtail(data: dict, ft: dict) -> None:
+    """``data.mixup_alpha`` / ``data.sampler`` and the ``finetune`` section (docs/longtail.md)."""
+    _number("data.mixup_alpha", data["mixup_alpha"], 0, none_ok=True)
+    sampler = data["sampler"]
+    _check(sampler is None or sampler in SAMPLERS, "data.sampler", sampler,
+           f"null or one of {SAMPLERS}")  # fmt: skip
+    _check(ft["init_from"] != "", "finetune.init_from", "", "a run folder or null")
+    only = ft["train_only"]
+    _check(only is None or (len(only) > 0 and all(p.strip(".") for p in only)),
+           "finetune.train_only", only,
+           "null or a non-empty list of parameter-name prefixes (model.fc, calibration ...)",
+           )  # fmt: skip
+    name = ft["calibration"]
+    _check(name is None or name in CALIBRATIONS, "finetune.calibration", name,
+           f"null or one of {CALIBRATIONS}")  # fmt: skip
+    for key in ("calibration_options", "calibration_lr_mult"):
+        _check(ft[key] is None or name is not None, f"finetune.{key}", ft[key],
+               "null without finetune.calibration")  # fmt: skip
+    _number("finetune.calibration_lr_mult", ft["calibration_lr_mult"], 0, low_open=True,
+            none_ok=True)  # fmt: skip
 
 
 def _check_ranges(data: dict, opt: dict, trainer: dict, ev: dict) -> None:
