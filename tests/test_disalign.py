@@ -222,6 +222,11 @@ def test_stage1_to_stage2_classification(tmp_path):
     assert {"calibration.alpha", "calibration.beta"} <= set(second)
     again = evaluate(tmp_path / "stage2")  # evaluation uses the calibrated logits too
     assert again["top1"] == pytest.approx(metrics["top1"])
+    from semantic_anchors.train.export import export_run
+
+    with pytest.raises(ValueError, match="'disalign' calibration"):  # a plain export would drop it
+        export_run(tmp_path / "stage2", tmp_path / "model.pt")
+    assert not (tmp_path / "model.pt").exists()
 
 
 @pytest.mark.slow  # four short runs

@@ -162,3 +162,19 @@ def test_seed_albumentations_keeps_transforms_independent():
         outcomes.append((bool(out[0, 0] in (1, 3)), bool(out[0, 0] in (2, 3))))  # (h-flip, v-flip)
     exactly_one = sum(h != v for h, v in outcomes) / len(outcomes)
     assert 0.35 < exactly_one < 0.65  # independent fair coins; same-seeded streams would give 0
+
+
+def test_a_fresh_classification_transform_augments_its_first_image_as_a_running_one():
+    """Resume: the first sample a new transform serves equals that sample in a running one."""
+    from semantic_anchors.data.transforms.classification import ClassificationTransform
+
+    image = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
+    running = ClassificationTransform(train=True, mean=(0.5,), std=(0.5,))
+    seen = []
+    for seed in range(6):
+        torch.manual_seed(1000 + seed)  # SeededDataset seeds each sample like this
+        seen.append(running(image, 0)[0])
+    for seed in range(6):
+        fresh = ClassificationTransform(train=True, mean=(0.5,), std=(0.5,))
+        torch.manual_seed(1000 + seed)
+        assert torch.equal(fresh(image, 0)[0], seen[seed]), f"sample {seed}"

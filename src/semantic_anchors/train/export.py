@@ -23,7 +23,8 @@ def export_run(
 
     Raises:
         FileNotFoundError: no checkpoint.
-        ValueError: not a checkpoint of this project; with ``with_anchors``, a run without SAR
+        ValueError: not a checkpoint of this project; a run with a trained logit calibration
+            (``finetune.calibration``, which the plain model would drop); with ``with_anchors``, a run without SAR
             or whose semantic anchors were never initialized for some classes (named).
     """
     path = Path(path)
@@ -32,6 +33,13 @@ def export_run(
     ckpt = load_checkpoint(ckpt_file)
     extra = ckpt["semantic_anchors"]
     config = load_config(extra["config"])
+    calibration = config["finetune"].get("calibration")
+    if calibration is not None:
+        raise ValueError(
+            f"{ckpt_file}: the run's logits go through a trained {calibration!r} calibration "
+            "(finetune.calibration), which an exported plain model would drop; evaluate it with "
+            "`semantic-anchors eval` instead"
+        )
     options = {k: v for k, v in config["model"].items() if k != "name"}
     options.setdefault("in_channels", extra["data_info"]["in_channels"])
     prefix = "model."

@@ -11,7 +11,10 @@ from semantic_anchors.train.runfolder import config_changes, ensure_not_busy, fo
 
 __all__ = ["refuse_existing", "remove_partial_files", "resume_config"]
 
-_INCOMPATIBLE = (("model",), ("regularizer", "name"), ("data", "name"), ("loss", "name"))
+_INCOMPATIBLE = (
+    ("model",), ("regularizer", "name"), ("data", "name"), ("loss", "name"),
+    ("finetune", "calibration"),
+)  # fmt: skip
 
 
 def _get(config: dict, path: tuple[str, ...]) -> Any:

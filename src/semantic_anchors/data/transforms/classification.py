@@ -94,5 +94,9 @@ class ClassificationTransform(_Seeded):
         hw = img.shape[:2]
         if hw not in self._by_size:
             self._by_size[hw] = self._build(hw)
+            # Seed the new pipeline as _reseed seeds every pipeline, from this sample's seed: the
+            # first image a fresh transform serves (a resumed run) is augmented as in a running one.
+            self._seed = None
+            self._reseed()
         out = self._by_size[hw](image=img)["image"]  # (h, w, C) float32
         return _to_tensor(out), target
