@@ -150,3 +150,20 @@ def test_sigterm_stops_exactly_the_runs_it_started(tmp_path):
     run = tmp_path / "out/runs/synthlt/none/seed0"
     assert not (run / "metrics.json").exists()
     assert (run / "error.log").read_text().startswith("stopped by the bench")
+
+
+def test_a_key_added_after_a_run_finished_counts_as_its_default(tmp_path):
+    """A run trained before a config key existed did what the key's default does: not stale."""
+    suite = load_suite(SUITE)
+    spec = expand_runs(suite, tmp_path)[0]
+    _, config = resolve_overrides(spec)
+    spec.run_dir.mkdir(parents=True)
+    (spec.run_dir / "metrics.json").write_text("{}")
+    del config["trainer"]["agree_every"]  # an older version wrote no such key
+    (spec.run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    results = run_suite(suite, tmp_path, jobs=1, dry_run=True, echo=lambda _: None)
+    assert results[0].status == "skipped" and results[0].stale == []
+    config["trainer"]["val_every"] = 3  # a real difference is still reported
+    (spec.run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    results = run_suite(suite, tmp_path, jobs=1, dry_run=True, echo=lambda _: None)
+    assert results[0].stale and results[0].stale[0].startswith("trainer.val_every: 3 ->")

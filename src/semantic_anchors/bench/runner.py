@@ -168,14 +168,21 @@ def train_command(spec: RunSpec, overrides: list[str], resume: bool) -> list[str
 
 
 def _differences(run_dir: Path, expected: dict) -> list[str]:
-    """Config keys in which a finished run differs from what the suite asks for now."""
-    from semantic_anchors.train.runfolder import flatten_config  # imports Lightning: only here
+    """Config keys in which a finished run differs from what the suite asks for now.
+
+    A key the saved config lacks (the run was trained by a version before the key existed) counts
+    as its default, which is what that version did.
+    """
+    from semantic_anchors.train.config import DEFAULTS  # imports Lightning: only here
+    from semantic_anchors.train.runfolder import flatten_config
 
     try:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return []
     old, new = flatten_config(saved), flatten_config(yaml.safe_load(yaml.safe_dump(expected)))
+    defaults = flatten_config(yaml.safe_load(yaml.safe_dump(DEFAULTS)))
+    old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
     keys = sorted((set(old) | set(new)) - _IGNORED_DIFFERENCES)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
