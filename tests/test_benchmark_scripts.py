@@ -143,3 +143,28 @@ def test_the_beyond_report_pairs_text_anchors_and_fusion_by_seed(tmp_path):
     expected = [c["0.5"]["mIoU"] - n["mIoU"] for c, n in zip(cached, normal, strict=True)]
     assert fused["values"] == pytest.approx(expected)
     assert "## Anchor-aware inference" in (out / "README.md").read_text()
+
+
+def test_paper_tables_pair_the_cells_of_two_stage_suites_by_seed(tmp_path):
+    """Tab. 3's cells come from different datasets of the suite; the script pairs them by seed."""
+    cells = {"scenes/none": 20.0, "scenes/sar": 22.0, "da-from-ce/none": 21.0,
+             "da-from-sar/none": 24.0}  # fmt: skip
+    for where, base in cells.items():
+        for seed in (0, 1, 2):
+            run = tmp_path / "bench" / "runs" / where / f"seed{seed}"
+            run.mkdir(parents=True)
+            value = base + seed * (1.0 if "sar" in where else 0.5)
+            metrics = {"step": 10, "mIoU": value, "head_mIoU": value, "body_mIoU": value,
+                       "tail_mIoU": value, "aAcc": 90.0, "mAcc": 50.0}  # fmt: skip
+            (run / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "report"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "paper_tables.py"), "tab3", "--bench",
+         str(tmp_path / "bench"), "--out", str(out)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    sar_vs_ce = results["pairs"]["SAR - CE"]["mIoU"]
+    assert sar_vs_ce["values"] == pytest.approx([2.0, 2.5, 3.0]) and sar_vs_ce["wins"] == 3
+    assert results["pairs"]["SAR + DA - CE + DA"]["mIoU"]["mean"] == pytest.approx(3.5)
+    assert "| SAR + DA | `da-from-sar/none` | 3 |" in (out / "README.md").read_text()
