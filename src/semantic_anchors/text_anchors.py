@@ -276,12 +276,16 @@ class TextAnchorCache:
         partial.replace(self.path)
         return self.path
 
+    def compute(self, encoder: TextEncoder | None = None) -> torch.Tensor:
+        """:func:`text_anchors` of this (model, prompt, class names); reads and writes nothing."""
+        model = None if self.model == DEFAULT_TEXT_MODEL else self.model
+        return text_anchors(self.names, prompt=self.prompt, model=model, encoder=encoder)
+
     def get(self, encoder: TextEncoder | None = None, *, write: bool = True) -> torch.Tensor:
-        """The stored anchors, else :func:`text_anchors` (stored too when ``write``)."""
+        """The stored anchors, else :meth:`compute` (stored too when ``write``)."""
         anchors = self.load()
         if anchors is None:
-            model = None if self.model == DEFAULT_TEXT_MODEL else self.model
-            anchors = text_anchors(self.names, prompt=self.prompt, model=model, encoder=encoder)
+            anchors = self.compute(encoder)
             if write:
                 self.save(anchors)
         return anchors

@@ -14,7 +14,7 @@ from semantic_anchors.losses import build_loss
 from semantic_anchors.metrics import ClassificationMetrics, SegmentationMetrics
 from semantic_anchors.models import create_model
 from semantic_anchors.regularizers.registry import build_regularizer
-from semantic_anchors.text_anchors import TextAnchorCache, default_prompt, text_anchors
+from semantic_anchors.text_anchors import TextAnchorCache, default_prompt
 from semantic_anchors.train.checkpoint import capture_rng, restore_rng
 from semantic_anchors.train.finetune import (
     check_batch_options,
@@ -82,9 +82,7 @@ class AnchorModule(L.LightningModule):
         }
         if uses_text_anchors(config):
             if anchors is None:  # no run folder: embed the class names now
-                cache = text_anchor_cache(config, data_info, Path())
-                model = config["regularizer"].get("text_model")
-                anchors = text_anchors(cache.names, prompt=cache.prompt, model=model)
+                anchors = text_anchor_cache(config, data_info, Path()).compute()
             reg_options["anchors"] = anchors
         elif text_keys:
             raise ValueError(

@@ -234,10 +234,13 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
     if config["trainer"]["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=False)
     dm = AnchorDataModule(config["data"], int(config["seed"]))
-    text_cache, text = None, None
+    text_cache, text, new_text = None, None, False
     if uses_text_anchors(config):  # a run's text anchors live in its folder (resume: the same)
         text_cache = text_anchor_cache(config, _data_info(dm), out_dir / "anchors")
-        text = text_cache.get(write=False)
+        text = text_cache.load()
+        new_text = text is None
+        if new_text:  # written below, once the run folder is locked
+            text = text_cache.compute()
     module = AnchorModule(config, _data_info(dm), anchors=text)
     init_from = (config.get("finetune") or {}).get("init_from")
     if init_from is not None and ckpt_path is None:  # stage 2 starts from a run's whole model
@@ -264,8 +267,8 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
             callbacks=[checkpointer, *(callbacks or [])],
         )  # fmt: skip
         if rank_zero:
-            if text_cache is not None and text_cache.load() is None:
-                text_cache.save(module.regularizer.anchors.cpu())
+            if new_text:
+                text_cache.save(text)
             if resume is None:
                 dump_config(config, out_dir / "config.yaml")
             record_changes(out_dir, step, changes)
