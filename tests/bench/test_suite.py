@@ -62,7 +62,7 @@ def test_a_suite_from_a_path_and_by_name(tmp_path):
         (_with(datasets={"s": {"recipes": "x"}}), r"datasets.s: unknown key\(s\) 'recipes'.*valid keys: \['recipe', 'set', 'description'\]"),
         (_with(datasets={"s": {"set": []}}), "'recipe' .* is required"),
         (_with(datasets={}), "non-empty mapping"),
-        (_with(methods={"sar": {"sett": []}}), r"methods.sar: unknown key\(s\) 'sett'.*valid keys: \['set', 'description', 'baseline'\]"),
+        (_with(methods={"sar": {"sett": []}}), r"methods.sar: unknown key\(s\) 'sett'.*valid keys: \['set', 'description', 'baseline', 'grid'\]"),
         (_with(methods={"sar": {"baseline": "ce"}, "none": {}}), r"methods.sar.baseline: expected another method of the suite \(\['none'\]\), received 'ce'"),
         (_with(methods={"sar": {"baseline": "sar"}}), r"methods.sar.baseline: expected another method"),
         (_with(methods={"sar": {"set": "regularizer.name=sar"}}), "expected a list"),

@@ -1,6 +1,7 @@
 """Benchmarks: suites of datasets x methods x seeds, run in parallel, reported with diagnostics.
 
-``semantic-anchors bench SUITE`` = :func:`load_suite` -> :func:`run_suite` -> :func:`write_report`.
+``semantic-anchors bench SUITE`` = :func:`load_suite` -> :func:`run_suite` -> :func:`write_report`
+(a suite with a ``tune`` section first runs :func:`expand_tuning_runs` and :func:`select_trials`).
 Only the training subprocesses and the diagnostics import Lightning (through
 ``semantic_anchors.train``); reading suites and writing reports from cached results do not.
 """
@@ -12,21 +13,25 @@ from semantic_anchors.bench.runner import (
     RunResult,
     RunSpec,
     expand_runs,
+    expand_tuning_runs,
     record_invocation,
     run_state,
     run_suite,
+    select_trials,
     summarize,
 )
-from semantic_anchors.bench.suite import Suite, list_suites, load_suite
+from semantic_anchors.bench.suite import Suite, TuneSpec, list_suites, load_suite
 
 __all__ = [
     "RunResult",
     "RunSpec",
     "Suite",
+    "TuneSpec",
     "build_results",
     "compute_diagnostics",
     "discover_runs",
     "expand_runs",
+    "expand_tuning_runs",
     "list_suites",
     "load_diagnostics",
     "load_suite",
@@ -34,6 +39,7 @@ __all__ = [
     "record_invocation",
     "run_state",
     "run_suite",
+    "select_trials",
     "summarize",
     "write_report",
 ]

@@ -239,6 +239,41 @@ def _csv_rows(results: dict) -> list[list[Any]]:
     return rows
 
 
+def _tuning_section(tuning: dict, dataset: str) -> list[str]:
+    """Every grid trial's held-out score, the chosen one marked."""
+    methods = (tuning.get("datasets") or {}).get(dataset) or {}
+    if not methods:
+        return []
+    seeds = tuning.get("seeds") or []
+    holdout = float(tuning.get("holdout", 0.0))
+    metric = next((m.get("metric") for m in methods.values() if m.get("metric")), "metric")
+    lines = [
+        "### Tuning on a held-out part of the training data", "",
+        f"Every tuned method trained each trial of its grid on {100 * (1 - holdout):.0f}% of the "
+        f"training items (seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}) "
+        f"and was scored on the other {100 * holdout:.0f}%; the reported validation set was not "
+        f"used. The runs above use the trial marked ✓ (the best held-out {metric}; the first "
+        "on a tie). A choice at the first or last trial of a grid is marked *edge*: a wider grid "
+        "might have found a better value.", "",
+    ]  # fmt: skip
+    rows = []
+    for method, info in methods.items():
+        trials, chosen = info.get("trials") or [], info.get("chosen")
+        for index, trial in enumerate(trials):
+            mean = trial.get("mean")
+            mark = ""
+            if index == chosen:
+                mark = "✓" + (
+                    " *edge*" if len(trials) > 2 and index in (0, len(trials) - 1) else ""
+                )
+            rows.append([
+                f"`{method}`", f"`{trial.get('label', '')}`",
+                "–" if mean is None else f"{mean:.2f}", mark,
+            ])  # fmt: skip
+    return lines + _table(["method", "trial", f"held-out {metric}", "chosen"], rows,
+                          ["l", "l", "r", "l"])  # fmt: skip
+
+
 def _commands(results: dict, runs: dict[str, dict[str, list[RunRecord]]]) -> list[str]:
     lines = ["## Commands", ""]
     if results["invocations"]:
@@ -341,6 +376,9 @@ def write_report(
             lines += ["No finished run yet.", ""]
             continue
         lines += ["### Results", "", *_overall_section(ds), ""]
+        tuning = _tuning_section(results.get("tuning") or {}, dataset)
+        if tuning:
+            lines += [*tuning, ""]
         paired = _baseline_section(ds)
         if paired:
             lines += [

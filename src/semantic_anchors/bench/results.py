@@ -335,6 +335,9 @@ def build_results(
         "invocations": info.get("invocations", []),
         "datasets": {},
     }
+    selection_file = bench_dir / "tune" / "selection.json"
+    if selection_file.is_file():  # a tuned suite: what each grid trial scored on the held-out part
+        results["tuning"] = read_json_object(selection_file)
     for dataset, methods in runs.items():
         records = [r for rs in methods.values() for r in rs]
         first = next((r.metrics for r in records if r.metrics is not None), None)

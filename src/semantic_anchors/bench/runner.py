@@ -4,6 +4,11 @@ Run folders are ``DIR/runs/<dataset>/<method>/seed<k>``. A run with ``metrics.js
 and skipped; one with ``checkpoints/last.ckpt`` but no ``metrics.json`` was interrupted and is
 continued with ``--resume``; anything else starts fresh. So ``bench`` can be stopped and started
 again at any time. Runs are ordered seed first, so an interrupted suite has whole seeds done.
+
+A suite with a ``tune`` section first trains every grid trial of its tuned methods on the
+training data less a held-out part (``DIR/tune/<dataset>/<method>/trial<i>/seed<k>``), scores
+each trial on that part, writes the choice to ``DIR/tune/selection.json`` and then trains the
+reported runs with the chosen values (see :func:`select_trials`).
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ __all__ = [
     "RunSpec",
     "cpu_cores",
     "expand_runs",
+    "expand_tuning_runs",
     "record_invocation",
     "resolve_overrides",
     "run_state",
     "run_suite",
+    "select_trials",
     "summarize",
     "train_command",
 ]
@@ -51,9 +58,12 @@ class RunSpec:
     overrides: tuple[str, ...]  # suite overrides in order; ``${...}`` values not yet evaluated
     run_dir: Path
     after: tuple[str, ...] = ()  # keys of the runs it is trained from (``@run(...)``)
+    trial: int | None = None  # a tuning run: the index of its grid trial
 
     @property
     def key(self) -> str:
+        if self.trial is not None:
+            return f"tune:{self.dataset}/{self.method}/trial{self.trial}/seed{self.seed}"
         return f"{self.dataset}/{self.method}/seed{self.seed}"
 
 
@@ -79,12 +89,17 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def expand_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
+def expand_runs(
+    suite: Suite, out_dir: str | Path, chosen: dict[tuple[str, str], int] | None = None
+) -> list[RunSpec]:
     """Every (dataset, method, seed) of ``suite`` with its run folder, ordered seed first.
 
-    Overrides apply in this order: the suite's ``set``, the dataset's, the method's (the command
-    line's ``--set`` is part of the suite's, see :meth:`Suite.with_overrides`).
+    Overrides apply in this order: the suite's ``set``, the dataset's, the method's, then the
+    chosen grid trial of a tuned method (``chosen[(dataset, method)]``, a trial index; a tuned
+    method without a choice gets none). The command line's ``--set`` is part of the suite's, see
+    :meth:`Suite.with_overrides`.
     """
+    chosen = chosen or {}
     runs_dir = Path(out_dir) / "runs"
 
     def linked(items: tuple[str, ...], seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -100,8 +115,10 @@ def expand_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
     for seed in suite.seeds:
         for dataset, entry in suite.datasets.items():
             for method, method_entry in suite.methods.items():
+                trial = chosen.get((dataset, method))
+                extra = () if trial is None else method_entry.trial_overrides(trial)
                 overrides, after = linked(
-                    (*suite.overrides, *entry.overrides, *method_entry.overrides), seed
+                    (*suite.overrides, *entry.overrides, *method_entry.overrides, *extra), seed
                 )
                 specs.append(RunSpec(
                     dataset=dataset, method=method, seed=seed, recipe=entry.recipe,
@@ -109,6 +126,98 @@ def expand_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
                     after=after,
                 ))  # fmt: skip
     return specs
+
+
+def expand_tuning_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
+    """The tuning runs of ``suite`` (none without a ``tune`` section), ordered seed first:
+    every trial of every tuned method on every dataset, validated on the held-out part."""
+    if suite.tune is None:
+        return []
+    tune_dir = Path(out_dir) / "tune"
+    specs = []
+    for seed in suite.tune.seeds:
+        for dataset, entry in suite.datasets.items():
+            for method in suite.tuned_methods:
+                method_entry = suite.methods[method]
+                for trial in range(len(method_entry.grid)):
+                    overrides = (
+                        *suite.overrides, *entry.overrides, *method_entry.overrides,
+                        *method_entry.trial_overrides(trial), *suite.tune.overrides(),
+                    )  # fmt: skip
+                    specs.append(RunSpec(
+                        dataset=dataset, method=method, seed=seed, recipe=entry.recipe,
+                        overrides=overrides, trial=trial,
+                        run_dir=tune_dir / dataset / method / f"trial{trial}" / f"seed{seed}",
+                    ))  # fmt: skip
+    return specs
+
+
+def select_trials(suite: Suite, out_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Score every grid trial on the held-out part and choose, per dataset and method.
+
+    A trial's score is the mean over the tuning seeds of its metric (``tune.metric``, default
+    mIoU for segmentation and top1 for classification) on the held-out part; the best one is
+    chosen, the first of the grid on a tie. A (dataset, method) with a tuning run that has not
+    finished has ``chosen: None``.
+
+    Returns:
+        ``{dataset: {method: {"metric", "chosen", "trials": [{"set", "label", "scores",
+        "mean"}]}}}`` (``scores``: seed -> value, ``None`` for an unfinished run).
+
+    Raises:
+        ValueError: a finished run's ``metrics.json`` lacks the metric (names it and the file).
+    """
+    from semantic_anchors.bench.results import read_metrics
+    from semantic_anchors.bench.suite import trial_label
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    if suite.tune is None:
+        return out
+    tune_dir = Path(out_dir) / "tune"
+    for dataset in suite.datasets:
+        out[dataset] = {}
+        for method in suite.tuned_methods:
+            grid = suite.methods[method].grid
+            metric = suite.tune.metric
+            trials = []
+            for index, trial in enumerate(grid):
+                scores: dict[int, float | None] = {}
+                for seed in suite.tune.seeds:
+                    run_dir = tune_dir / dataset / method / f"trial{index}" / f"seed{seed}"
+                    metrics = read_metrics(run_dir)
+                    if metrics is None:
+                        scores[seed] = None
+                        continue
+                    name = metric or ("mIoU" if "mIoU" in metrics else "top1")
+                    if not isinstance(metrics.get(name), (int, float)):
+                        raise ValueError(
+                            f"{run_dir / 'metrics.json'} has no metric {name!r} to tune on "
+                            f"(tune.metric; it has {sorted(k for k in metrics if k[:1].isalpha())})"
+                        )
+                    metric = name
+                    scores[seed] = float(metrics[name])
+                done = [v for v in scores.values() if v is not None]
+                trials.append({
+                    "set": dict(trial), "label": trial_label(trial), "scores": scores,
+                    "mean": sum(done) / len(done) if len(done) == len(scores) else None,
+                })  # fmt: skip
+            complete = all(t["mean"] is not None for t in trials)
+            best = (
+                max(range(len(trials)), key=lambda i: (trials[i]["mean"], -i)) if complete else None
+            )
+            out[dataset][method] = {"metric": metric, "chosen": best, "trials": trials}
+    return out
+
+
+def _write_selection(selection: dict, out_dir: Path, suite: Suite) -> None:
+    tune_dir = out_dir / "tune"
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    assert suite.tune is not None
+    info = {
+        "seeds": list(suite.tune.seeds), "holdout": suite.tune.holdout,
+        "holdout_seed": suite.tune.holdout_seed, "datasets": selection,
+    }  # fmt: skip
+    (tune_dir / "selection.json").write_text(json.dumps(info, indent=2))
 
 
 def _waves(
@@ -219,8 +328,55 @@ def run_suite(
     jobs = cpu_cores() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs: expected an int >= 1, received {jobs}")
-    specs = expand_runs(suite, out_dir)
+    out_dir = Path(out_dir)
+    tuning: list[RunResult] = []
+    chosen: dict[tuple[str, str], int] = {}
+    if suite.tune is not None:
+        tuning = _run_tuning(suite, out_dir, jobs, dry_run, echo)
+        selection = select_trials(suite, out_dir)
+        if not dry_run:
+            _write_selection(selection, out_dir, suite)
+        for dataset, methods in selection.items():
+            for method, info in methods.items():
+                if info["chosen"] is not None:
+                    chosen[(dataset, method)] = info["chosen"]
+                    label = info["trials"][info["chosen"]]["label"]
+                    score = info["trials"][info["chosen"]]["mean"]
+                    echo(f"tuned {dataset}/{method}: {label} (held-out {info['metric']} "
+                         f"{score:.2f})")  # fmt: skip
+    return tuning + _run_main(suite, out_dir, jobs, dry_run, echo, chosen)
+
+
+def _run_tuning(
+    suite: Suite, out_dir: Path, jobs: int, dry_run: bool, echo: Callable[[str], None]
+) -> list[RunResult]:
+    """The tuning runs of a suite: trained now (or planned), finished ones skipped."""
+    specs = expand_tuning_runs(suite, out_dir)
     results: dict[str, RunResult] = {}
+    todo = _plan(specs, results, dry_run)
+    jobs = max(1, min(jobs, len(todo)))
+    threads = max(1, cpu_cores() // jobs)
+    assert suite.tune is not None
+    echo(
+        f"suite {suite.name!r}, tuning: {len(specs)} runs ({len(suite.datasets)} datasets x "
+        f"{len(suite.tuned_methods)} tuned methods x "
+        f"{len(suite.methods[suite.tuned_methods[0]].grid)} trials x {len(suite.tune.seeds)} "
+        f"seed(s), {suite.tune.holdout:g} of the training data held out), "
+        f"{len(specs) - len(todo)} finished before, {len(todo)} to run"
+    )
+    _warn_stale(results, echo)
+    if dry_run:
+        for _, args, _ in todo:
+            echo("  " + shlex.join(["semantic-anchors", *args]))
+    elif todo:
+        execute_all(f"{suite.name} (tuning)", todo, jobs, threads, results)
+    return [results[s.key] for s in specs]
+
+
+def _plan(
+    specs: list[RunSpec], results: dict[str, RunResult], dry_run: bool
+) -> list[tuple[RunSpec, list[str], str]]:
+    """Resolve every run; finished ones go to ``results`` as skipped, the rest are returned."""
     todo: list[tuple[RunSpec, list[str], str]] = []
     for spec in specs:
         overrides, config = resolve_overrides(spec)
@@ -235,6 +391,37 @@ def run_suite(
         if dry_run:
             cmd = shlex.join(["semantic-anchors", *args])
             results[spec.key] = RunResult(spec, "planned", command=cmd)
+    return todo
+
+
+def _warn_stale(results: dict[str, RunResult], echo: Callable[[str], None]) -> None:
+    for result in results.values():
+        if result.stale:
+            echo(
+                f"warning: {result.spec.run_dir} finished with a different config than the suite "
+                f"now gives ({'; '.join(result.stale[:4])}); delete the folder to retrain it"
+            )
+
+
+def _run_main(
+    suite: Suite, out_dir: Path, jobs: int, dry_run: bool, echo: Callable[[str], None],
+    chosen: dict[tuple[str, str], int],
+) -> list[RunResult]:  # fmt: skip
+    """The reported runs; a tuned method whose trials are not all scored waits (``pending`` in a
+    dry run, ``failed`` otherwise)."""
+    specs = expand_runs(suite, out_dir, chosen)
+    waiting = {
+        spec.key for spec in specs
+        if spec.method in suite.tuned_methods and (spec.dataset, spec.method) not in chosen
+    }  # fmt: skip
+    results: dict[str, RunResult] = {}
+    for spec in specs:
+        if spec.key in waiting:
+            status = "pending" if dry_run else "failed"
+            results[spec.key] = RunResult(
+                spec, status, error_tail="its method's tuning runs have not all finished"
+            )
+    todo = _plan([s for s in specs if s.key not in waiting], results, dry_run)
     jobs = max(1, min(jobs, len(todo)))  # fewer runs than jobs: give each more threads
     threads = max(1, cpu_cores() // jobs)
     skipped = sum(r.status == "skipped" for r in results.values())
@@ -242,13 +429,9 @@ def run_suite(
         f"suite {suite.name!r}: {len(specs)} runs ({len(suite.datasets)} datasets x "
         f"{len(suite.methods)} methods x {len(suite.seeds)} seeds), {skipped} finished before, "
         f"{len(todo)} to run with {jobs} parallel job(s) x {threads} thread(s)"
+        + (f", {len(waiting)} waiting for their tuning" if waiting else "")
     )
-    for result in results.values():
-        if result.stale:
-            echo(
-                f"warning: {result.spec.run_dir} finished with a different config than the suite "
-                f"now gives ({'; '.join(result.stale[:4])}); delete the folder to retrain it"
-            )
+    _warn_stale(results, echo)
     if dry_run:
         for _, args, _ in todo:
             echo("  " + shlex.join(["semantic-anchors", *args]))
@@ -263,7 +446,7 @@ def summarize(results: list[RunResult]) -> str:
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
-    order = ("trained", "resumed", "skipped", "planned", "failed")
+    order = ("trained", "resumed", "skipped", "planned", "pending", "failed")
     lines = [", ".join(f"{counts[k]} {k}" for k in order if k in counts)]
     failed = [r for r in results if r.status == "failed"]
     if failed:

@@ -20,6 +20,22 @@ derived from the run's resolved config, e.g.
 ``loss.drw_start_step=${int(0.8 * trainer.max_steps)}``, so a suite follows a recipe whose step
 count is retuned (see :func:`evaluate_expression`).
 
+A suite with a ``tune`` section gives its methods a ``grid`` of values and chooses, per dataset
+and method, the trial with the best metric on a held-out part of the training data
+(``data.holdout``, :mod:`semantic_anchors.data.holdout`); the reported runs then train with the
+chosen values. Every tuned method needs the same number of trials (the tuning budget)::
+
+    tune:
+      seeds: [0]        # the seeds of the tuning runs (default: the suite's first seed)
+      holdout: 0.2      # the share of the training items held out (default 0.2)
+      trials: 3         # optional: the budget every grid must have
+      metric: mIoU      # optional (default: mIoU for segmentation, top1 for classification)
+    methods:
+      car: {set: [regularizer.name=car], grid: {regularizer.lambda_intra: [0.1, 1.0, 10.0]}}
+      sar: {set: [regularizer.name=sar], grid: [{regularizer.lambda_p2a: 0.01}, ...]}
+
+A ``grid`` mapping is the product of its value lists; a list of mappings names each trial.
+
 A dataset's overrides may name the folder of another run of the same seed as
 ``@run(DATASET/METHOD)``, e.g. ``model.pretrained=@run(fashion-lt/sar)``: a two-stage design
 (pre-train, then train from it). The referenced dataset must be listed earlier; its runs are
@@ -31,6 +47,8 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
+import itertools
+import json
 import operator
 import re
 from dataclasses import dataclass, field
@@ -46,17 +64,22 @@ __all__ = [
     "DatasetEntry",
     "MethodEntry",
     "Suite",
+    "TuneSpec",
     "evaluate_expression",
     "list_suites",
     "load_suite",
     "resolve_suite_path",
     "split_derived",
+    "trial_label",
 ]
 
 
-SUITE_KEYS = ("name", "description", "seeds", "set", "datasets", "methods")
+SUITE_KEYS = ("name", "description", "seeds", "set", "datasets", "methods", "tune")
 DATASET_KEYS = ("recipe", "set", "description")
-METHOD_KEYS = ("set", "description", "baseline")
+METHOD_KEYS = ("set", "description", "baseline", "grid")
+TUNE_KEYS = ("seeds", "holdout", "holdout_seed", "trials", "metric")
+_TUNE_RESERVED = ("seed", "data.holdout", "data.holdout_seed", "data.val_split", "name")
+_CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DERIVED = re.compile(r"^\$\{(.+)\}$")
 RUN_REFERENCE = re.compile(r"@run\(([^/()\s]+)/([^/()\s]+)\)")
@@ -79,6 +102,31 @@ class MethodEntry:
     overrides: tuple[str, ...] = ()
     description: str = ""
     baseline: str | None = None  # the method the report compares it with, seed by seed
+    grid: tuple[tuple[tuple[str, Any], ...], ...] = ()  # trials: (config key, value) pairs each
+
+    def trial_overrides(self, index: int) -> tuple[str, ...]:
+        """The ``--set`` strings of trial ``index`` of the grid."""
+        return tuple(f"{key}={json.dumps(value)}" for key, value in self.grid[index])
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """A suite's ``tune`` section: how grid trials are run and chosen."""
+
+    seeds: tuple[int, ...]
+    holdout: float = 0.2
+    holdout_seed: int = 0
+    trials: int | None = None
+    metric: str | None = None
+
+    def overrides(self) -> tuple[str, ...]:
+        """What a tuning run adds to its overrides: the held-out part as validation set."""
+        return (f"data.holdout={self.holdout}", f"data.holdout_seed={self.holdout_seed}")
+
+
+def trial_label(trial: tuple[tuple[str, Any], ...]) -> str:
+    """``lambda_p2a=0.1`` (the last part of each key) for a report table."""
+    return ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in trial) or "(defaults)"
 
 
 @dataclass
@@ -91,7 +139,13 @@ class Suite:
     seeds: list[int]
     overrides: tuple[str, ...] = ()
     description: str = ""
+    tune: TuneSpec | None = None
     path: Path | None = field(default=None, compare=False)
+
+    @property
+    def tuned_methods(self) -> list[str]:
+        """The methods with a grid, in suite order."""
+        return [key for key, method in self.methods.items() if method.grid]
 
     def with_overrides(self, extra: list[str] | tuple[str, ...]) -> Suite:
         """A copy whose global overrides end with ``extra`` (e.g. the command line's ``--set``)."""
@@ -101,6 +155,14 @@ class Suite:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form (what ``DIR/suite.yaml`` of a bench folder holds)."""
+        tune = {}
+        if self.tune is not None:
+            tune = {"tune": {
+                "seeds": list(self.tune.seeds), "holdout": self.tune.holdout,
+                "holdout_seed": self.tune.holdout_seed,
+                **({"trials": self.tune.trials} if self.tune.trials is not None else {}),
+                **({"metric": self.tune.metric} if self.tune.metric else {}),
+            }}  # fmt: skip
         return {
             "name": self.name,
             "description": self.description,
@@ -115,9 +177,11 @@ class Suite:
                     "set": list(m.overrides),
                     "description": m.description,
                     **({"baseline": m.baseline} if m.baseline else {}),
+                    **({"grid": [dict(trial) for trial in m.grid]} if m.grid else {}),
                 }  # fmt: skip
                 for key, m in self.methods.items()
             },
+            **tune,
         }
 
 
@@ -232,6 +296,7 @@ def _parse(data: Any, source: str, default_name: str, base_dir: Path | None) -> 
             _check_overrides(entry.get("set"), f"{where}.set"),
             str(entry.get("description") or ""),
             entry.get("baseline"),
+            _check_grid(entry.get("grid"), f"{where}.grid"),
         )
     for key, method in methods.items():
         if method.baseline is not None and (
@@ -244,14 +309,107 @@ def _parse(data: Any, source: str, default_name: str, base_dir: Path | None) -> 
             )
 
     _check_references(datasets, methods, source)
+    tune = _check_tune(data.get("tune"), methods, datasets, list(seeds), source)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not _SAFE_NAME.match(name):
         raise ValueError(f"{source}: name: expected a folder-safe string, received {name!r}")
     return Suite(
         name=name, datasets=datasets, methods=methods, seeds=list(seeds),
         overrides=_check_overrides(data.get("set"), f"{source}: set"),
-        description=str(data.get("description") or ""),
+        description=str(data.get("description") or ""), tune=tune,
     )  # fmt: skip
+
+
+def _check_grid(value: Any, where: str) -> tuple[tuple[tuple[str, Any], ...], ...]:
+    """A method's ``grid``: ``{key: [values]}`` (their product) or ``[{key: value}, ...]``."""
+    if value is None:
+        return ()
+    if isinstance(value, dict) and value:
+        for key, values in value.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(
+                    f"{where}.{key}: expected a non-empty list of values, received {values!r}"
+                )
+        keys = list(value)
+        trials = [
+            tuple(zip(keys, combo, strict=True)) for combo in itertools.product(*value.values())
+        ]
+    elif isinstance(value, list) and value and all(isinstance(t, dict) and t for t in value):
+        trials = [tuple(t.items()) for t in value]
+    else:
+        raise ValueError(
+            f"{where}: expected a mapping of config key -> list of values, or a list of "
+            f"non-empty mappings (one per trial), received {value!r}"
+        )
+    for trial in trials:
+        for key, item in trial:
+            if not isinstance(key, str) or not _CONFIG_KEY.match(key):
+                raise ValueError(f"{where}: {key!r} is not a dotted config key")
+            if key in _TUNE_RESERVED:
+                raise ValueError(
+                    f"{where}: {key!r} is set by the tuning itself and cannot be a grid key"
+                )
+            if not (item is None or isinstance(item, (bool, int, float, str))):
+                raise ValueError(
+                    f"{where}: {key}: expected a number, string, bool or null, received {item!r}"
+                )
+    if len(set(trials)) != len(trials):
+        raise ValueError(f"{where}: the grid lists a trial twice")
+    return tuple(trials)
+
+
+def _check_tune(
+    value: Any, methods: dict[str, MethodEntry], datasets: dict, seeds: list[int], source: str
+) -> TuneSpec | None:
+    """The ``tune`` section, and the equal tuning budget of the grids."""
+    tuned = {key: len(m.grid) for key, m in methods.items() if m.grid}
+    if value is None:
+        if tuned:
+            raise ValueError(
+                f"{source}: methods {sorted(tuned)} have a grid but the suite has no 'tune' "
+                "section (it says how trials are chosen: tune: {seeds: [0], holdout: 0.2})"
+            )
+        return None
+    where = f"{source}: tune"
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a mapping, received {value!r}")
+    _unknown_keys(value, TUNE_KEYS, where)
+    if not tuned:
+        raise ValueError(f"{where}: no method has a 'grid', so there is nothing to tune")
+    if any(RUN_REFERENCE.search(item) for d in datasets.values() for item in d.overrides):
+        raise ValueError(f"{where}: a suite with @run(...) references cannot be tuned")
+    tune_seeds = value.get("seeds", seeds[:1])
+    if (
+        not isinstance(tune_seeds, list) or not tune_seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in tune_seeds)
+        or len(set(tune_seeds)) != len(tune_seeds)
+    ):  # fmt: skip
+        raise ValueError(
+            f"{where}.seeds: expected a non-empty list of distinct ints >= 0, received "
+            f"{tune_seeds!r}"
+        )
+    holdout = value.get("holdout", 0.2)
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 < holdout < 1:
+        raise ValueError(f"{where}.holdout: expected a fraction in (0, 1), received {holdout!r}")
+    holdout_seed = value.get("holdout_seed", 0)
+    if isinstance(holdout_seed, bool) or not isinstance(holdout_seed, int) or holdout_seed < 0:
+        raise ValueError(f"{where}.holdout_seed: expected an int >= 0, received {holdout_seed!r}")
+    trials = value.get("trials")
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int)
+                               or trials < 1):  # fmt: skip
+        raise ValueError(f"{where}.trials: expected an int >= 1, received {trials!r}")
+    budgets = set(tuned.values()) | ({trials} if trials is not None else set())
+    if len(budgets) > 1:
+        listed = ", ".join(f"{key} {n}" for key, n in tuned.items())
+        raise ValueError(
+            f"{where}: every tuned method needs the same number of trials (an equal tuning "
+            f"budget){f', tune.trials = {trials}' if trials is not None else ''}; the grids have "
+            f"{listed}"
+        )
+    metric = value.get("metric")
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        raise ValueError(f"{where}.metric: expected a metric name (mIoU, top1 ...), got {metric!r}")
+    return TuneSpec(tuple(tune_seeds), float(holdout), holdout_seed, trials, metric)
 
 
 def _check_references(datasets: dict, methods: dict, source: str) -> None:

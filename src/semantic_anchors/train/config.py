@@ -42,6 +42,10 @@ class DataConfig:
     train_options: dict = field(default_factory=dict)  # extra options for the train split only
     val_options: dict = field(default_factory=dict)  # extra options for the val split only
     val_split: str = "val"
+    # Hold out this fraction of the training items and validate on them instead of val_split
+    # (hyper-parameter tuning, semantic_anchors.data.holdout); None: off.
+    holdout: float | None = None
+    holdout_seed: int = 0  # the split's seed (the same split for every run seed)
     batch_size: int = 16
     val_batch_size: int = 16
     num_workers: int = 2

@@ -129,7 +129,18 @@ class AnchorDataModule(L.LightningDataModule):
         super().__init__()
         self.cfg, self.seed = data_config, seed
         self.train_set = self._build("train", self.cfg["train_options"])
-        self.val_set = self._build(self.cfg["val_split"], self.cfg["val_options"])
+        if self.cfg.get("holdout") is not None:  # tuning: validate on held-out training items
+            from semantic_anchors.data.holdout import HoldoutSubset, holdout_indices
+
+            full = self.train_set
+            kept, held = holdout_indices(
+                len(full), self.cfg["holdout"], self.cfg.get("holdout_seed", 0),
+                getattr(full, "targets", None),
+            )  # fmt: skip
+            self.train_set = HoldoutSubset(full, kept, "train")
+            self.val_set = HoldoutSubset(full, held, "holdout")
+        else:
+            self.val_set = self._build(self.cfg["val_split"], self.cfg["val_options"])
         info = self.train_set
         self.task, self.num_classes = info.task, info.num_classes
         self.in_channels, self.class_names = info.in_channels, list(info.class_names)

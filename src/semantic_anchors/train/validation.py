@@ -168,6 +168,8 @@ def _check_ranges(data: dict, opt: dict, trainer: dict, ev: dict) -> None:
     _number("data.val_batch_size", data["val_batch_size"], 1)
     _number("data.num_workers", data["num_workers"], 0)
     _size("data.crop_size", data["crop_size"])
+    _number("data.holdout", data["holdout"], 0, 1, low_open=True, high_open=True, none_ok=True)
+    _number("data.holdout_seed", data["holdout_seed"], 0, MAX_SEED)
 
     name = opt["name"]
     _check(name.lower() in OPTIMIZERS, "optimizer.name", name, f"one of {OPTIMIZERS}")
