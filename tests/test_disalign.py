@@ -190,6 +190,17 @@ def test_a_stage2_step_changes_only_the_calibration(task):
     assert frozen_bn and not any(m.training for m in frozen_bn)
 
 
+def test_the_calibrated_model_is_built_once_and_registers_nothing_twice():
+    module = build_module(STAGE2, "classification")
+    keys = set(module.state_dict())
+    first = module.logits_model()
+    assert module.logits_model() is first  # not rebuilt per step
+    assert first.model is module.model and first.calibration is module.calibration
+    assert set(module.state_dict()) == keys  # the wrapper is no submodule
+    plain = build_module([], "classification")
+    assert plain.logits_model() is plain.model
+
+
 def test_stage2_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"^finetune.train_only: 'model.fcc' matches no parameter"):
         build_module(["finetune.train_only=[model.fcc]"])

@@ -206,7 +206,7 @@ class CalibratedModel(nn.Module):
 
     The calibration sees the features ``f = model.forward_features(x)`` and the logits at feature
     resolution; a dense model's result is then upsampled bilinearly to the input, like the model's
-    own ``forward``. Built per call around the trained module's parts (not a copy).
+    own ``forward``. It wraps the trained module's parts (not a copy).
 
     Args:
         model: a model of the package's contract (``forward_features``, ``forward_head``).

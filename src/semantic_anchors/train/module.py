@@ -159,13 +159,22 @@ class AnchorModule(L.LightningModule):
 
     def logits_model(self) -> torch.nn.Module:
         """``self.model``, or with ``finetune.calibration`` a
-        :class:`~semantic_anchors.calibration.CalibratedModel` of it (built per call; not a
-        submodule): what training and evaluation take their logits from."""
+        :class:`~semantic_anchors.calibration.CalibratedModel` of it (built once and kept outside
+        the module tree, so its parameters are not registered twice): what training and
+        evaluation take their logits from."""
         if self.calibration is None:
             return self.model
-        from semantic_anchors.calibration import CalibratedModel
+        cached = self.__dict__.get("_calibrated_model")
+        if (
+            cached is None
+            or cached.model is not self.model
+            or cached.calibration is not self.calibration
+        ):
+            from semantic_anchors.calibration import CalibratedModel
 
-        return CalibratedModel(self.model, self.calibration)
+            cached = CalibratedModel(self.model, self.calibration)
+            self.__dict__["_calibrated_model"] = cached  # not nn.Module.__setattr__: no submodule
+        return cached
 
     def train(self, mode: bool = True):
         """``nn.Module.train``; the BN layers that ``finetune`` freezes stay in eval mode."""
