@@ -233,8 +233,14 @@ def step_progress_bar(max_steps: int) -> L.Callback:
             items.pop("v_num", None)
             # The loss is read back from the device (a sync) only on the steps that are logged.
             loss = getattr(pl_module, "progress_loss", None)
-            every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
-            if loss is not None and trainer.global_step % every == 0:
+            # The step that just ended; the same test as the module's (which logged it).
+            step = trainer.global_step - 1
+            if hasattr(pl_module, "is_log_step"):
+                logged = pl_module.is_log_step(step)
+            else:
+                every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
+                logged = (step + 1) % every == 0
+            if loss is not None and logged:
                 self.shown_loss = float(loss)
             if self.shown_loss is not None:
                 items["loss"] = round(self.shown_loss, 4)

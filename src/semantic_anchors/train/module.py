@@ -187,10 +187,11 @@ class AnchorModule(L.LightningModule):
         if self.frozen_bn:  # Lightning does not call train() itself when fit starts
             self.train()
 
-    def is_log_step(self) -> bool:
-        """Whether the current training step is one Lightning's loggers write (``log_every``)."""
+    def is_log_step(self, step: int | None = None) -> bool:
+        """Whether training step ``step`` (default: the current one) is one Lightning's loggers
+        write (``log_every``); the progress bar asks the same question after the step."""
         every = max(1, int(self.config["trainer"]["log_every"]))
-        return (self.global_step + 1) % every == 0
+        return ((self.global_step if step is None else step) + 1) % every == 0
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         cfg = self.config["eval"]
