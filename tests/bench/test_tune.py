@@ -219,3 +219,30 @@ def test_a_real_tuned_bench_trains_trials_then_the_chosen_runs(tmp_path):
     assert reported["regularizer"]["lambda_p2a"] == [0.01, 1.0][info["chosen"]]
     again = run_suite(suite, tmp_path, jobs=2, echo=lambda _: None)  # nothing left to do
     assert [r.status for r in again] == ["skipped"] * 4
+
+
+def test_runs_of_a_method_whose_tuning_failed_are_not_started(tmp_path, monkeypatch):
+    from semantic_anchors.bench import runner
+    from semantic_anchors.bench.runner import RunResult
+
+    started = []
+
+    def fake_execute(name, todo, jobs, threads, results):
+        for spec, _, _ in todo:
+            started.append(spec.key)
+            failed = spec.method == "car" and spec.trial is not None
+            if not failed and spec.trial is not None:
+                _score(tmp_path, spec.method, spec.trial, spec.seed, 10.0 + spec.trial)
+            results[spec.key] = RunResult(spec, "failed" if failed else "trained")
+
+    monkeypatch.setattr(runner, "execute_all", fake_execute)
+    results = run_suite(load_suite(tuned()), tmp_path, jobs=1, echo=lambda _: None)
+    status = {r.spec.key: r.status for r in results}
+    assert [k for k in started if not k.startswith("tune:")] == [
+        "a/none/seed0", "a/sar/seed0", "a/none/seed1", "a/sar/seed1",
+    ]  # fmt: skip
+    assert status["a/car/seed0"] == status["a/car/seed1"] == "failed"
+    text = summarize(results)
+    assert "a/car/seed1: not run: its method's tuning runs have not all finished" in text
+    selection = json.loads((tmp_path / "tune" / "selection.json").read_text())["datasets"]["a"]
+    assert selection["sar"]["chosen"] == 2 and selection["car"]["chosen"] is None

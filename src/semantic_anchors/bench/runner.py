@@ -452,6 +452,9 @@ def summarize(results: list[RunResult]) -> str:
     if failed:
         lines.append(f"{len(failed)} run(s) failed:")
         for result in failed:
+            if result.returncode is None and not (result.spec.run_dir / "error.log").is_file():
+                lines.append(f"  {result.spec.key}: not run: {result.error_tail}")
+                continue
             last = [line for line in result.error_tail.splitlines() if line.strip()][-3:]
             lines.append(f"  {result.spec.key}: return code {result.returncode}, "
                          f"{result.spec.run_dir / 'error.log'}")  # fmt: skip
