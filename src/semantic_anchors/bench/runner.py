@@ -41,6 +41,7 @@ __all__ = [
     "select_trials",
     "summarize",
     "train_command",
+    "tuning_run_dir",
 ]
 
 # Keys that do not change what a run computes (data order does not depend on workers).
@@ -128,12 +129,16 @@ def expand_runs(
     return specs
 
 
+def tuning_run_dir(out_dir: str | Path, dataset: str, method: str, trial: int, seed: int) -> Path:
+    """The folder of one tuning run: ``DIR/tune/<dataset>/<method>/trial<i>/seed<k>``."""
+    return Path(out_dir) / "tune" / dataset / method / f"trial{trial}" / f"seed{seed}"
+
+
 def expand_tuning_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
     """The tuning runs of ``suite`` (none without a ``tune`` section), ordered seed first:
     every trial of every tuned method on every dataset, validated on the held-out part."""
     if suite.tune is None:
         return []
-    tune_dir = Path(out_dir) / "tune"
     specs = []
     for seed in suite.tune.seeds:
         for dataset, entry in suite.datasets.items():
@@ -147,7 +152,7 @@ def expand_tuning_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
                     specs.append(RunSpec(
                         dataset=dataset, method=method, seed=seed, recipe=entry.recipe,
                         overrides=overrides, trial=trial,
-                        run_dir=tune_dir / dataset / method / f"trial{trial}" / f"seed{seed}",
+                        run_dir=tuning_run_dir(out_dir, dataset, method, trial, seed),
                     ))  # fmt: skip
     return specs
 
@@ -173,7 +178,6 @@ def select_trials(suite: Suite, out_dir: str | Path) -> dict[str, dict[str, dict
     out: dict[str, dict[str, dict[str, Any]]] = {}
     if suite.tune is None:
         return out
-    tune_dir = Path(out_dir) / "tune"
     for dataset in suite.datasets:
         out[dataset] = {}
         for method in suite.tuned_methods:
@@ -183,7 +187,7 @@ def select_trials(suite: Suite, out_dir: str | Path) -> dict[str, dict[str, dict
             for index, trial in enumerate(grid):
                 scores: dict[int, float | None] = {}
                 for seed in suite.tune.seeds:
-                    run_dir = tune_dir / dataset / method / f"trial{index}" / f"seed{seed}"
+                    run_dir = tuning_run_dir(out_dir, dataset, method, index, seed)
                     metrics = read_metrics(run_dir)
                     if metrics is None:
                         scores[seed] = None
@@ -452,7 +456,7 @@ def summarize(results: list[RunResult]) -> str:
     if failed:
         lines.append(f"{len(failed)} run(s) failed:")
         for result in failed:
-            if result.returncode is None and not (result.spec.run_dir / "error.log").is_file():
+            if not result.command:  # never started (every started run records its command)
                 lines.append(f"  {result.spec.key}: not run: {result.error_tail}")
                 continue
             last = [line for line in result.error_tail.splitlines() if line.strip()][-3:]

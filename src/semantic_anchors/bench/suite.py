@@ -234,6 +234,19 @@ def _check_overrides(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _check_seeds(value: Any, where: str) -> list[int]:
+    """A non-empty list of distinct ints >= 0 (the suite's ``seeds``, ``tune.seeds``)."""
+    if (
+        not isinstance(value, list) or not value
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value)
+        or len(set(value)) != len(value)
+    ):  # fmt: skip
+        raise ValueError(
+            f"{where}: expected a non-empty list of distinct ints >= 0, received {value!r}"
+        )
+    return value
+
+
 def _check_mapping(value: Any, where: str) -> dict:
     if not isinstance(value, dict) or not value:
         raise ValueError(
@@ -257,16 +270,7 @@ def _parse(data: Any, source: str, default_name: str, base_dir: Path | None) -> 
             raise ValueError(
                 f"{source}: missing key {key!r}; a suite needs {['datasets', 'methods', 'seeds']}"
             )
-    seeds = data["seeds"]
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise ValueError(
-            f"{source}: seeds: expected a non-empty list of distinct ints >= 0, received {seeds!r}"
-        )
+    seeds = _check_seeds(data["seeds"], f"{source}: seeds")
 
     datasets = {}
     for key, entry in _check_mapping(data["datasets"], f"{source}: datasets").items():
@@ -378,16 +382,7 @@ def _check_tune(
         raise ValueError(f"{where}: no method has a 'grid', so there is nothing to tune")
     if any(RUN_REFERENCE.search(item) for d in datasets.values() for item in d.overrides):
         raise ValueError(f"{where}: a suite with @run(...) references cannot be tuned")
-    tune_seeds = value.get("seeds", seeds[:1])
-    if (
-        not isinstance(tune_seeds, list) or not tune_seeds
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in tune_seeds)
-        or len(set(tune_seeds)) != len(tune_seeds)
-    ):  # fmt: skip
-        raise ValueError(
-            f"{where}.seeds: expected a non-empty list of distinct ints >= 0, received "
-            f"{tune_seeds!r}"
-        )
+    tune_seeds = _check_seeds(value.get("seeds", seeds[:1]), f"{where}.seeds")
     holdout = value.get("holdout", 0.2)
     if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 < holdout < 1:
         raise ValueError(f"{where}.holdout: expected a fraction in (0, 1), received {holdout!r}")
