@@ -197,6 +197,12 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
+def _add_set_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set a=1 b=2 --set c=3``: every pair applies, in order (a later pair for a key wins)."""
+    p.add_argument("--set", action="extend", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"{help} (may be given many times)")  # fmt: skip
+
+
 def _names(kind: str) -> list[str]:
     from semantic_anchors._resources import RECIPES_DIR, SUITES_DIR, list_yaml
 
@@ -223,8 +229,7 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("suite", help="a suite name (see `semantic-anchors recipes`) or a YAML path")
     p.add_argument("--out", type=Path, help="bench folder (default runs/bench/<suite>)")
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="overrides for every run, after the suite's own")  # fmt: skip
+    _add_set_option(p, "overrides for every run, after the suite's own")
     p.add_argument("--report-dir", type=Path, help="write the report here (default: --out)")
     p.add_argument("--embedding", **embedding)
     _add_diagnostics_options(p)
@@ -265,8 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-change", action="store_true",
                    help="on --resume, accept changes of seed, lr, batch size, ... (recorded in "
                         "DIR/changes.yaml with the step they took effect)")  # fmt: skip
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override config keys, e.g. trainer.max_steps=40 regularizer.name=sar")  # fmt: skip
+    _add_set_option(p, "override config keys, e.g. trainer.max_steps=40 regularizer.name=sar")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config of RECIPE (with --set applied) and exit")  # fmt: skip
@@ -277,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="re-evaluate a run folder or a checkpoint")
     p.add_argument("path", type=Path, help="run folder or .ckpt file")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    _add_set_option(p, "override config keys, e.g. eval.mode=slide")
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.set_defaults(func=_cmd_eval)
 
@@ -296,8 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="the official .pth (mmseg layout)")
     p.add_argument("--recipe", required=True, help="its recipe, e.g. cityscapes-fcn-hr48")
     p.add_argument("--out", type=Path, required=True, help="the run folder to write")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="overrides, e.g. data.root=/data/cityscapes")  # fmt: skip
+    _add_set_option(p, "overrides, e.g. data.root=/data/cityscapes")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("demo", help="CE vs CE + SAR on the embedded synthlt data (CPU, minutes)")

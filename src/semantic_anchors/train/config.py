@@ -4,6 +4,9 @@ A config is a nested dict with fixed sections. Sections with a fixed schema (``d
 ``trainer``, ``eval``, ``finetune``) reject unknown keys with the list of valid ones; the open
 sections (``model``, ``regularizer``, ``loss``, ``data.options``) hold a ``name`` plus the keyword
 arguments of the thing they build, which are checked against its signature when it is built.
+An update that switches such a name (``--set regularizer.name=none``, a recipe over its ``base:``)
+drops the old name's options that the new one does not take, with a note
+(:mod:`semantic_anchors.train.overrides`).
 
 :func:`load_config` ends with :func:`validate_config` (defined in
 :mod:`semantic_anchors.train.validation`, re-exported here), so a config it returns has the right
@@ -23,6 +26,7 @@ from typing import Any
 import yaml
 
 from semantic_anchors._resources import RECIPES_DIR, list_yaml
+from semantic_anchors.train.overrides import drop_stale_options
 
 __all__ = [
     "DEFAULTS",
@@ -157,6 +161,8 @@ def _merge(base: dict, update: dict, where: str = "") -> dict:
         section = where.rstrip(".")
         if section in SECTIONS and key not in out:
             raise _unknown(key, list(out), where)
+        if where == "" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = drop_stale_options(key, out[key], value)  # a new name: its own options
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
             out[key] = _merge(out[key], value, f"{where}{key}.")
         else:
@@ -304,7 +310,12 @@ def _parse_value(text: str) -> Any:
 def apply_overrides(config: dict, overrides: list[str]) -> dict:
     """Apply ``key.sub=value`` strings (values parsed as YAML: ``0.1``, ``true``, ``[1, 2]``).
 
-    The result is not validated; :func:`load_config` validates it.
+    All pairs apply, in order; a later pair for the same key wins. A pair that switches a name
+    (``regularizer.name=none``, ``loss.name``, ``model.name``, ``model.prototype_head``,
+    ``finetune.calibration``) drops the options of the old name that the new one does not take
+    (:func:`~semantic_anchors.train.overrides.drop_stale_options`, with a note on stderr); options
+    set by these overrides are kept, so one the new name does not take stays an error when it is
+    built. The result is not validated; :func:`load_config` validates it.
     """
     update: dict = {}
     for item in overrides:
