@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -44,6 +45,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.recipe is not None:
         raise ValueError("give either a RECIPE or --resume DIR, not both")
     from semantic_anchors.train import TrainingInterrupted, train
+    from semantic_anchors.train.divergence import TrainingDiverged
     from semantic_anchors.train.runfolder import is_global_zero_process
 
     run_dir: list[Path] = []
@@ -57,6 +59,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             args.recipe, args.set, out_dir=args.out, resume=args.resume,
             allow_change=args.allow_change, on_start=started,
         )  # fmt: skip
+    except TrainingDiverged as err:
+        if is_global_zero_process():
+            print(f"semantic-anchors train: {err.message()}", file=sys.stderr)
+        return 3
     except TrainingInterrupted as stop:
         folder = stop.checkpoint.parent.parent
         if is_global_zero_process():
@@ -327,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as err:  # (RunFolderBusy included)
         message = " ".join(str(err).split())  # one line
         print(f"semantic-anchors {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk or an unwritable folder: one line, no traceback
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO):
+            raise
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        message = " ".join(str(err.strerror or err).split())
+        print(f"semantic-anchors {args.command}: error: {message}{where}", file=sys.stderr)
         return 2
 
 

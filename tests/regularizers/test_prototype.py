@@ -166,3 +166,22 @@ def test_registry_builds_and_rejects_unknown_options():
         r"\['lambda_p2p', 'momentum', 'ignore_index', 'validate'\]",
     ):
         build_regularizer("prototype", 3, 4, dense=True, lambda_p2a=0.1)
+
+
+def test_a_non_finite_feature_never_enters_the_memory():
+    """The non-finite policy: a class whose batch mean is not finite keeps its memory; the other
+    classes are updated as usual (checks off, as after training's first validating steps)."""
+    reg = PrototypeRegularizer(4, 5, momentum=0.9, validate=False)
+    f1, y1 = make_batch(ignore_frac=0.0)
+    reg(f1, y1)
+    m1 = reg.prototypes.clone()
+    f2, y2 = make_batch(ignore_frac=0.0)
+    poisoned = f2.detach().clone()
+    pixel = (y2 == 2).nonzero()[0]  # one pixel of class 2
+    poisoned[pixel[0], :, pixel[1], pixel[2]] = float("inf")
+    reg(poisoned, y2)
+    assert torch.isfinite(reg.prototypes).all()
+    assert torch.equal(reg.prototypes[2], m1[2])
+    m2 = as_table(slow_class_means(f2.detach(), y2, 4), 4, 5, torch.float32)
+    for k in (0, 1, 3):
+        torch.testing.assert_close(reg.prototypes[k], 0.9 * m1[k] + 0.1 * m2[k])

@@ -242,3 +242,33 @@ def test_labels_resized_by_nearest():
     sar.semantic_anchors.zero_()  # the p2a target does not depend on the call order now
     sar.initialized.zero_()
     assert torch.equal(first, sar(features, small, opened))
+
+
+@pytest.mark.parametrize("gate", ["all", "class"])
+def test_a_non_finite_embedded_anchor_never_enters_the_state(gate, monkeypatch):
+    """The non-finite policy: a NaN row fails the gate test (``all``: nothing is updated;
+    ``class``: only the finite rows are), and the semantic anchors stay finite."""
+    sar = SemanticAnchorRegularizer(3, 6, gate=gate)
+    features, labels = make_batch()
+    logits = logits_from_probs(OPEN)  # every anchor confident, whatever its embedding
+
+    def head(x):  # logits that stay finite, so the gate test alone would pass every anchor
+        return logits + 0.0 * x.nan_to_num().sum()
+
+    sar(features, labels, head)
+    before = sar.semantic_anchors.clone()
+    assert sar.initialized.all()
+    real = sar.embedded_anchors
+
+    def poisoned():
+        emb = real() + 1.0  # moved, as after an optimizer step
+        emb[1] = float("nan")
+        return emb
+
+    monkeypatch.setattr(sar, "embedded_anchors", poisoned)
+    sar(features, labels, head)
+    assert torch.isfinite(sar.semantic_anchors).all()
+    assert torch.equal(sar.semantic_anchors[1], before[1])
+    changed = [not torch.equal(sar.semantic_anchors[c], before[c]) for c in (0, 2)]
+    assert changed == ([False, False] if gate == "all" else [True, True])
+    assert sar.last_stats["num_confident"] == 2

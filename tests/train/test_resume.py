@@ -73,7 +73,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}, "semantic_anchors": {}}, target)
     # The previous checkpoint is intact and no temporary file is left behind.
     assert torch.equal(io.load_checkpoint(target)["state_dict"]["w"], torch.ones(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]
 
 
 def test_load_checkpoint_errors(tmp_path):

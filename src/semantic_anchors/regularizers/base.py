@@ -19,7 +19,16 @@ from semantic_anchors._validation import (
 )
 from semantic_anchors.functional.p2a import resize_labels
 
-__all__ = ["Regularizer"]
+__all__ = ["Regularizer", "finite_rows"]
+
+
+def finite_rows(values: torch.Tensor) -> torch.Tensor:
+    """``(C,)`` bool: which rows of a ``(C, ...)`` state update hold only finite values.
+
+    Every regularizer's state update is masked by it (no sync), so a non-finite step never enters
+    the EMA anchors, prototypes or memories: the project's non-finite policy
+    (``semantic_anchors.train.divergence``)."""
+    return torch.isfinite(values).flatten(1).all(dim=1)
 
 
 class Regularizer(nn.Module):

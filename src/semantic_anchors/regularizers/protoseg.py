@@ -20,7 +20,7 @@ from torch import nn
 
 from semantic_anchors._validation import check_choice, check_float_in, check_int, check_non_negative
 from semantic_anchors.models.protoseg import PrototypeClassifier
-from semantic_anchors.regularizers.base import Regularizer
+from semantic_anchors.regularizers.base import Regularizer, finite_rows
 from semantic_anchors.regularizers.prototype import _flatten_pixels
 
 __all__ = ["ProtoSegLoss", "sinkhorn_knopp"]
@@ -248,7 +248,8 @@ class ProtoSegLoss(Regularizer):
         sums, counts = stats[:, :e], stats[:, e]  # (C*M, E), (C*M,)
         old = F.normalize(head.prototypes.reshape(c * m, e).to(emb.dtype), dim=1)  # (C*M, E)
         moved = self.momentum * old + (1.0 - self.momentum) * F.normalize(sums, dim=1)
-        new = torch.where(counts[:, None] > 0, moved, old)  # (C*M, E)
+        # A prototype moves only with finite sums (a non-finite step never enters the state).
+        new = torch.where((counts > 0)[:, None] & finite_rows(moved)[:, None], moved, old)
         head.prototypes.copy_(F.normalize(new, dim=1).reshape(c, m, e))
         return (counts > 0).sum(), correct
 

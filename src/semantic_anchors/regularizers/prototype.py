@@ -8,7 +8,7 @@ import torch
 
 from semantic_anchors._validation import check_float_in, check_non_negative
 from semantic_anchors.functional.p2a import pixel_to_anchor_loss
-from semantic_anchors.regularizers.base import Regularizer
+from semantic_anchors.regularizers.base import Regularizer, finite_rows
 
 __all__ = ["PrototypeRegularizer"]
 
@@ -117,6 +117,7 @@ class PrototypeRegularizer(Regularizer):
     @torch.no_grad()
     def _update_memory(self, batch_means: torch.Tensor, present: torch.Tensor) -> None:
         new = batch_means.to(self.prototypes.dtype)  # (C, D)
+        present = present & finite_rows(new)  # a non-finite batch mean is never taken in
         ema = self.momentum * self.prototypes + (1.0 - self.momentum) * new  # (C, D)
         new = torch.where(self.initialized[:, None], ema, new)  # (C, D)
         self.prototypes.copy_(torch.where(present[:, None], new, self.prototypes))

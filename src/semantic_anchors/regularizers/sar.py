@@ -11,7 +11,7 @@ from semantic_anchors.anchors import make_anchors
 from semantic_anchors.functional.anchor_ce import anchor_gate, reweighted_anchor_ce
 from semantic_anchors.functional.p2a import pixel_to_anchor_loss
 from semantic_anchors.regularizers._embedding import AnchorEmbedding, classify_anchors
-from semantic_anchors.regularizers.base import Regularizer
+from semantic_anchors.regularizers.base import Regularizer, finite_rows
 
 __all__ = ["SemanticAnchorRegularizer"]
 
@@ -166,6 +166,8 @@ class SemanticAnchorRegularizer(Regularizer):
         loss_aux = reweighted_anchor_ce(logits, tau=self.tau, reweight=self.reweight)
 
         passing = anchor_gate(logits, delta=self.delta)  # (C,) bool
+        # A non-finite embedded anchor never enters the state: it fails the gate test.
+        passing = passing & finite_rows(embedded.detach())  # (C,)
         # Which classes' semantic anchors are updated and used this step.
         open_classes = passing.all().expand_as(passing) if self.gate == "all" else passing  # (C,)
         if self.training:

@@ -27,6 +27,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from semantic_anchors.train.divergence import check_divergence
+
 __all__ = ["RunCheckpointer", "TrainingInterrupted", "TrainingPaused", "step_progress_bar"]
 
 
@@ -91,6 +93,7 @@ class RunCheckpointer(L.Callback):
         self._signal: int | None = None
         self._previous: dict[int, object] = {}
         self._last_save = time.monotonic()
+        self.saved_step: int | None = None  # the step of the newest checkpoint written
 
     @property
     def last(self) -> Path:
@@ -141,11 +144,20 @@ class RunCheckpointer(L.Callback):
         self._restore_signals()
 
     # ------------------------------------------------------------------ saving
+    def _check(self, trainer, *, scan_state: bool) -> None:
+        """The non-finite policy's check (a sync; under DDP a collective: only at steps every rank
+        picks alike): raises :class:`~semantic_anchors.train.divergence.TrainingDiverged`."""
+        module = getattr(trainer, "lightning_module", None)
+        if hasattr(module, "nonfinite"):
+            check_divergence(module, trainer, trainer.global_step, scan_state=scan_state)
+
     def _save(self, trainer, path: Path | None = None) -> None:
+        self._check(trainer, scan_state=True)  # never a checkpoint from a non-finite state
         start = time.perf_counter()
         trainer.save_checkpoint(path or self.last)
         self.save_seconds.append(time.perf_counter() - start)
         self._last_save = time.monotonic()
+        self.saved_step = trainer.global_step
 
     def _agreement_step(self, trainer, step: int) -> bool:
         """Whether the ranks combine their local facts at ``step`` (a function of the step only)."""
@@ -178,6 +190,9 @@ class RunCheckpointer(L.Callback):
         if self.stop_at_step is not None and step >= self.stop_at_step:
             self._save(trainer)
             raise TrainingPaused(step, self.last)
+        logged = hasattr(pl_module, "is_log_step") and pl_module.is_log_step(step - 1)
+        if step >= trainer.max_steps or step % self.val_every == 0 or logged:
+            self._check(trainer, scan_state=False)  # before validating: a named divergence
         if step >= trainer.max_steps:
             return  # the end of training is saved by the caller, after the final validation
         if step % self.val_every == 0:

@@ -82,6 +82,11 @@ class TrainerConfig:
     checkpoint_minutes: float | None = 10.0  # and after N minutes of training since the last save
     agree_every: int = 10  # under DDP: ranks agree on signals / timed saves every N steps
     save_best: bool = False  # also keep best.ckpt, the checkpoint with the best validation metric
+    keep_checkpoints: int = 2  # last.ckpt and the previous ones (last-1.ckpt, ...), rotated
+    # Non-finite loss / gradient / state (train/divergence.py): stop (default) or skip the step;
+    # skip stops the run past max_skip_fraction * max_steps skipped steps.
+    on_nonfinite: str = "stop"
+    max_skip_fraction: float = 0.05
     threads: int | None = None  # torch CPU threads per process (None: torch's default)
     accelerator: str = "auto"
     devices: int | str = 1

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from semantic_anchors.models.exported import save_exported
-from semantic_anchors.train.checkpoint import load_checkpoint
+from semantic_anchors.train.checkpoint import describe_skipped, load_checkpoint, newest_readable
 from semantic_anchors.train.config import load_config
 
 __all__ = ["export_run"]
@@ -28,9 +29,13 @@ def export_run(
             or whose semantic anchors were never initialized for some classes (named).
     """
     path = Path(path)
-    name = "best.ckpt" if best else "last.ckpt"
-    ckpt_file = path / "checkpoints" / name if path.is_dir() else path
-    ckpt = load_checkpoint(ckpt_file)
+    if path.is_dir() and not best:  # the newest readable one (a damaged newer one is named)
+        ckpt_file, ckpt, skipped = newest_readable(path / "checkpoints")
+        if skipped:
+            print(f"export {path}: {describe_skipped(skipped, ckpt_file)}", file=sys.stderr)
+    else:
+        ckpt_file = path / "checkpoints" / "best.ckpt" if path.is_dir() else path
+        ckpt = load_checkpoint(ckpt_file)
     extra = ckpt["semantic_anchors"]
     config = load_config(extra["config"])
     calibration = config["finetune"].get("calibration")

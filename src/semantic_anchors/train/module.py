@@ -16,6 +16,12 @@ from semantic_anchors.models import create_model
 from semantic_anchors.regularizers.registry import build_regularizer
 from semantic_anchors.text_anchors import TextAnchorCache, default_prompt
 from semantic_anchors.train.checkpoint import capture_rng, restore_rng
+from semantic_anchors.train.divergence import (
+    NonFiniteTracker,
+    TrainingDiverged,
+    guard_step,
+    snapshot_buffers,
+)
 from semantic_anchors.train.finetune import (
     check_batch_options,
     config_calibration,
@@ -121,6 +127,11 @@ class AnchorModule(L.LightningModule):
         self.last_val: dict[str, Any] | None = None
         self.rank_checksums: list[list[float]] | None = None
         self.progress_loss: torch.Tensor | None = None  # last step's loss, for the progress bar
+        # The non-finite policy (train/divergence.py): device-side flags, read at sync points.
+        self.nonfinite = NonFiniteTracker()
+        self.last_clean_check = 0  # the step of the last check that found everything finite
+        self.skipped_steps, self.skipped_parts = 0, []  # on_nonfinite: skip
+        self.buffer_snapshot: list | None = None
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch, batch_idx):
@@ -145,17 +156,56 @@ class AnchorModule(L.LightningModule):
             loss_aux_head = mixed.loss(self.criterion, out.aux_logits)
             loss = loss + self.model.aux_loss_weight * loss_aux_head
             logs["train/loss_aux_head"] = loss_aux_head.detach()
+        parts = {
+            self.config["loss"]["name"]: loss_main,
+            "aux_head": logs.get("train/loss_aux_head"),
+        }
         if self.regularizer is not None:
-            reg = self.regularizer(out.features, mixed.dominant, self.model.classifier)
-            loss = loss + reg
-            logs["train/loss_reg"] = reg.detach()
-            for key, value in self.regularizer.last_stats_tensors.items():
-                logs[f"reg/{key}"] = value.float()
+            reg = self._regularize(out.features, mixed.dominant, parts)
+            if reg is not None:
+                loss = loss + reg
+                logs["train/loss_reg"] = reg.detach()
+                for key, value in self.regularizer.last_stats_tensors.items():
+                    logs[f"reg/{key}"] = value.float()
+                    if key.startswith("loss_"):
+                        parts[f"reg.{key}"] = value
+        # No sync: the flags are read at logged, checkpoint and validation steps (callbacks.py).
+        step = self.global_step + 1  # steps count from 1, as checkpoints and the progress bar do
+        self.nonfinite.update({k: v for k, v in parts.items() if v is not None}, step)
         logs["train/loss"] = loss.detach()
         self.progress_loss = logs["train/loss"]
         if self.is_log_step():  # anything logged stays in Lightning's results and is read back
             self.log_dict(logs, on_step=True, on_epoch=False, prog_bar=False)
         return loss
+
+    def _regularize(self, features, labels, parts: dict) -> torch.Tensor | None:
+        """The regularizer's loss; its input checks (first ``regularizer.validate`` steps) that
+        fail on non-finite features report a divergence, not their API wording (skip mode: the
+        step goes on without it and is dropped before the optimizer step)."""
+        try:
+            return self.regularizer(features, labels, self.model.classifier)
+        except ValueError:
+            if bool(torch.isfinite(features.detach()).all()):
+                raise  # a real input error, not a divergence
+        parts["reg.input_features"] = features.detach().sum()  # non-finite: flags the step
+        if self.config["trainer"].get("on_nonfinite", "stop") == "skip":
+            return None
+        step = self.global_step + 1
+        self.nonfinite.update({k: v for k, v in parts.items() if v is not None}, step)
+        first, bad = self.nonfinite.read()  # this step's parts and what came before it
+        raise TrainingDiverged(
+            step=first, checked_at=step, last_clean=self.last_clean_check, parts=bad,
+            skipped=self.skipped_steps,
+        )  # fmt: skip
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self.nonfinite.begin_step()
+        if self.config["trainer"].get("on_nonfinite", "stop") == "skip":
+            self.buffer_snapshot = snapshot_buffers(self)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        guard_step(self, self.trainer, params)
 
     def logits_model(self) -> torch.nn.Module:
         """``self.model``, or with ``finetune.calibration`` a
@@ -186,6 +236,23 @@ class AnchorModule(L.LightningModule):
     def on_train_start(self) -> None:
         if self.frozen_bn:  # Lightning does not call train() itself when fit starts
             self.train()
+        self._apply_config_lr()
+
+    def _apply_config_lr(self) -> None:
+        """A resume restores the optimizer's learning rates from the checkpoint; where the config
+        now asks for others (``--allow-change --set optimizer.lr=...``), the schedule continues
+        from the current step with the new base rates (an unchanged resume is left untouched)."""
+        wanted = getattr(self, "_base_lrs", None)
+        for cfg in self.trainer.lr_scheduler_configs if wanted else ():
+            sched = cfg.scheduler
+            if list(sched.base_lrs) == wanted or len(sched.base_lrs) != len(wanted):
+                continue
+            sched.base_lrs = list(wanted)
+            for group, base, fn in zip(
+                sched.optimizer.param_groups, wanted, sched.lr_lambdas, strict=True
+            ):
+                group["initial_lr"] = base
+                group["lr"] = base * fn(sched.last_epoch)
 
     def is_log_step(self, step: int | None = None) -> bool:
         """Whether training step ``step`` (default: the current one) is one Lightning's loggers
@@ -299,6 +366,7 @@ class AnchorModule(L.LightningModule):
                 value *= (step + 1) / warm
             return max(value, 0.0)
 
+        self._base_lrs = [g["lr"] for g in groups]  # what a resume with a new lr applies
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
         return {
             "optimizer": optimizer,
@@ -319,7 +387,8 @@ class AnchorModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["semantic_anchors"] = {
             "config": self.config, "data_info": self.data_info, "rng": capture_rng(),
-            "last_val": self.last_val,
+            "last_val": self.last_val, "skipped_steps": self.skipped_steps,
+            "skipped_parts": self.skipped_parts,
         }  # fmt: skip
         checkpoint.pop("hyper_parameters", None)
 
@@ -328,3 +397,6 @@ class AnchorModule(L.LightningModule):
         if "rng" in extra:
             restore_rng(extra["rng"])
         self.last_val = extra.get("last_val")
+        self.skipped_steps = int(extra.get("skipped_steps", 0))
+        self.skipped_parts = list(extra.get("skipped_parts", []))
+        self.last_clean_check = int(checkpoint.get("global_step", 0))

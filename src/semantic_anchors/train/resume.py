@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
-from semantic_anchors.train.checkpoint import load_checkpoint
+from semantic_anchors.train.checkpoint import describe_skipped, newest_readable
 from semantic_anchors.train.config import load_config
 from semantic_anchors.train.runfolder import config_changes, ensure_not_busy, folder_state
 
-__all__ = ["refuse_existing", "remove_partial_files", "resume_config"]
+__all__ = ["refuse_existing", "remove_partial_files", "resume_config", "set_aside_damaged"]
 
 _INCOMPATIBLE = (
     ("model",), ("regularizer", "name"), ("data", "name"), ("loss", "name"),
@@ -42,11 +43,13 @@ def resume_config(
     state = folder_state(out_dir)
     if state == "new":
         raise FileNotFoundError(f"cannot resume {out_dir}: no config.yaml (not a run folder?)")
-    ckpt_path: Path | None = out_dir / "checkpoints" / "last.ckpt"
+    ckpt_path: Path | None = None
     if state == "started":  # killed before its first checkpoint: restart it, keeping its logs
         saved, ckpt_path, step = load_config(out_dir / "config.yaml"), None, 0
-    else:
-        ckpt = load_checkpoint(ckpt_path)
+    else:  # the newest checkpoint that loads (a damaged newer one is named and skipped)
+        ckpt_path, ckpt, skipped = newest_readable(out_dir / "checkpoints")
+        if skipped and rank_zero:
+            print(f"resume {out_dir}: {describe_skipped(skipped, ckpt_path)}", file=sys.stderr)
         if "converted_from" in ckpt["semantic_anchors"]:
             raise ValueError(
                 f"cannot resume {out_dir}: it was converted from an official checkpoint "
@@ -103,3 +106,21 @@ def remove_partial_files(folder: Path) -> None:
     if folder.is_dir():
         for tmp in folder.glob(".*.ckpt.*"):
             tmp.unlink(missing_ok=True)
+
+
+def set_aside_damaged(folder: Path, used: Path | None) -> list[Path]:
+    """Rename the rotated checkpoints newer than ``used`` (the ones a resume skipped as damaged)
+    to ``NAME.damaged``, so the next rotation does not keep them in place of good ones."""
+    from semantic_anchors.train.checkpoint import CHECKSUM_SUFFIX, checkpoint_candidates
+
+    if used is None:
+        return []
+    moved = []
+    for path in checkpoint_candidates(folder):
+        if path == used:
+            break
+        target = path.with_name(path.name + ".damaged")
+        path.replace(target)
+        path.with_name(path.name + CHECKSUM_SUFFIX).unlink(missing_ok=True)
+        moved.append(target)
+    return moved

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -20,12 +21,24 @@ from semantic_anchors.train.callbacks import (
     TrainingPaused,
     step_progress_bar,
 )
-from semantic_anchors.train.checkpoint import AtomicCheckpointIO, load_checkpoint
+from semantic_anchors.train.checkpoint import (
+    AtomicCheckpointIO,
+    describe_skipped,
+    load_checkpoint,
+    newest_readable,
+    warn_low_space,
+)
 from semantic_anchors.train.config import dump_config, load_config
 from semantic_anchors.train.data import AnchorDataModule
+from semantic_anchors.train.divergence import DIVERGED_FILE, TrainingDiverged, describe_divergence
 from semantic_anchors.train.finetune import load_init_from
 from semantic_anchors.train.module import AnchorModule, text_anchor_cache, uses_text_anchors
-from semantic_anchors.train.resume import refuse_existing, remove_partial_files, resume_config
+from semantic_anchors.train.resume import (
+    refuse_existing,
+    remove_partial_files,
+    resume_config,
+    set_aside_damaged,
+)
 from semantic_anchors.train.runfolder import (
     RunFolderBusy,
     RunLock,
@@ -37,7 +50,6 @@ from semantic_anchors.train.runfolder import (
 __all__ = ["RunFolderBusy", "TrainingInterrupted", "evaluate", "train"]
 
 
-# Keys whose change makes a checkpoint unusable for resuming.
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -110,7 +122,7 @@ def _trainer(
         enable_checkpointing=False,  # RunCheckpointer writes the checkpoints
         enable_progress_bar=bool(tcfg["progress_bar"]),
         enable_model_summary=False,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(keep=int(tcfg.get("keep_checkpoints", 2)))],
         default_root_dir=str(out_dir) if out_dir is not None else None,
     )
 
@@ -261,6 +273,10 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
             if resume is None and folder_state(out_dir) != "new":  # raced with another command
                 refuse_existing(out_dir)
             remove_partial_files(out_dir / "checkpoints")
+            for moved in set_aside_damaged(out_dir / "checkpoints", ckpt_path):
+                print(f"set aside the damaged {moved}", file=sys.stderr)
+            (out_dir / DIVERGED_FILE).unlink(missing_ok=True)  # resumed: no longer diverged
+            warn_low_space(out_dir, module, int(tcfg.get("keep_checkpoints", 2)))
             log_version = _log_version(out_dir, log_version)
         trainer = _trainer(
             config, out_dir, dm.task, fit=True, log_version=log_version,
@@ -274,7 +290,12 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
             record_changes(out_dir, step, changes)
         if on_start is not None and rank_zero:
             on_start(out_dir)
-        return _fit(trainer, module, dm, out_dir, ckpt_path, checkpointer)
+        checkpointer.saved_step = step if ckpt_path is not None else None
+        try:
+            return _fit(trainer, module, dm, out_dir, ckpt_path, checkpointer)
+        except TrainingDiverged as err:
+            describe_divergence(err, out_dir, config, checkpointer, rank_zero)
+            raise
     except BaseException:
         if rank_zero and not existed and not (out_dir / "config.yaml").exists():
             shutil.rmtree(out_dir, ignore_errors=True)  # nothing of a run was made: leave nothing
@@ -303,6 +324,9 @@ def _fit(trainer, module, dm, out_dir: Path, ckpt_path, checkpointer: RunCheckpo
     }
     if module.rank_checksums is not None:
         extra["rank_checksums"] = module.rank_checksums
+    if module.config["trainer"]["on_nonfinite"] == "skip":  # counted and reported
+        extra["skipped_steps"] = module.skipped_steps
+        extra["skipped_parts"] = module.skipped_parts
     return _write_metrics(out_dir, module, extra)
 
 
@@ -314,8 +338,12 @@ def evaluate(path: str | Path, overrides: list[str] | None = None) -> dict:
     """
     _quiet_lightning()
     path = Path(path)
-    ckpt_file = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
-    ckpt = load_checkpoint(ckpt_file)
+    if path.is_dir():  # the newest readable checkpoint (a damaged newer one is named, skipped)
+        ckpt_file, ckpt, skipped = newest_readable(path / "checkpoints")
+        if skipped:
+            print(f"eval {path}: {describe_skipped(skipped, ckpt_file)}", file=sys.stderr)
+    else:
+        ckpt_file, ckpt = path, load_checkpoint(path)
     # One process by default (a DDP run is re-evaluated on one device); --set can change it.
     single = ["trainer.devices=1", "trainer.strategy=auto", "trainer.num_nodes=1"]
     config = load_config(ckpt["semantic_anchors"]["config"], [*single, *(overrides or [])])

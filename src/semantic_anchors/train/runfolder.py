@@ -49,6 +49,9 @@ FREE_ON_RESUME = (
     "trainer.checkpoint_minutes",
     "trainer.agree_every",
     "trainer.save_best",
+    "trainer.keep_checkpoints",
+    "trainer.on_nonfinite",
+    "trainer.max_skip_fraction",
     "trainer.threads",
     "data.num_workers",
     "data.val_batch_size",
@@ -80,7 +83,8 @@ def folder_state(path: Path) -> str:
     path = Path(path)
     if (path / "metrics.json").is_file():
         return "finished"
-    if (path / "checkpoints" / "last.ckpt").is_file():
+    folder = path / "checkpoints"
+    if (folder / "last.ckpt").is_file() or any(folder.glob("last-*.ckpt")):
         return "interrupted"
     if (path / "config.yaml").is_file():
         return "started"

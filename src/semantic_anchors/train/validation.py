@@ -25,6 +25,7 @@ EVAL_MODES = ("whole", "slide")
 ANCHOR_METRICS = ("l2", "cosine")  # anchor_inference.ANCHOR_METRICS (a test keeps them in step)
 SAMPLERS = ("class-balanced",)  # train/data.py; None is the default stream
 CALIBRATIONS = ("disalign", "lws")  # calibration.CALIBRATIONS (a test keeps them in step)
+ON_NONFINITE = ("stop", "skip")
 PRECISIONS = (
     "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
     "transformer-engine", "transformer-engine-float16", "32", "16", "bf16", "64", 32, 16, 64,
@@ -214,6 +215,10 @@ def _check_ranges(data: dict, opt: dict, trainer: dict, ev: dict) -> None:
     _check(ok, "trainer.limit_val_batches", limit,
            "a number of batches >= 1 (an integer) or a fraction in (0.0, 1.0]")  # fmt: skip
     _number("trainer.gradient_clip_val", trainer["gradient_clip_val"], 0, none_ok=True)
+    _number("trainer.keep_checkpoints", trainer["keep_checkpoints"], 1)
+    _check(trainer["on_nonfinite"] in ON_NONFINITE, "trainer.on_nonfinite",
+           trainer["on_nonfinite"], f"one of {ON_NONFINITE}")  # fmt: skip
+    _number("trainer.max_skip_fraction", trainer["max_skip_fraction"], 0, 1)
 
     _check(ev["mode"] in EVAL_MODES, "eval.mode", ev["mode"], f"one of {EVAL_MODES}")
     _size("eval.crop_size", ev["crop_size"])
