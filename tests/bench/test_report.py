@@ -212,3 +212,16 @@ def test_the_t_quantiles_and_the_paired_interval_match_scipy():
     summary = summarize_values(values)
     assert summary["ci95"] == pytest.approx((high - low) / 2, rel=1e-4)
     assert math.isnan(summarize_values([1.0])["ci95"])
+
+
+def test_a_diverged_run_is_reported_as_such_not_as_a_missing_seed(tmp_path):
+    fabricate_bench(tmp_path, missing={("sar", 2)})
+    run = tmp_path / "runs/toy/sar/seed2"
+    run.mkdir(parents=True)
+    (run / "diverged.json").write_text(json.dumps({"step": 37, "parts": ["ce"]}))
+    results, _ = build_results(tmp_path, diagnostics=False)
+    sar = results["datasets"]["toy"]["methods"]["sar"]
+    assert sar["missing_seeds"] == [2] and sar["diverged"] == {"2": 37}
+    assert results["datasets"]["toy"]["methods"]["none"]["diverged"] == {}
+    text = write_report(tmp_path, embedding="pca").read_text()
+    assert "| 2 of 3; seed 2 diverged at step 37 |" in text

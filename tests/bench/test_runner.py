@@ -167,3 +167,22 @@ def test_a_key_added_after_a_run_finished_counts_as_its_default(tmp_path):
     (spec.run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     results = run_suite(suite, tmp_path, jobs=1, dry_run=True, echo=lambda _: None)
     assert results[0].stale and results[0].stale[0].startswith("trainer.val_every: 3 ->")
+
+
+def test_the_summary_names_a_diverged_run(tmp_path):
+    import json
+
+    from semantic_anchors.bench.runner import RunResult, RunSpec
+
+    run = tmp_path / "runs/toy/sar/seed0"
+    run.mkdir(parents=True)
+    (run / "diverged.json").write_text(json.dumps({"step": 12}))
+    spec = RunSpec("toy", "sar", 0, "synthlt-fcn-quick", (), run)
+    other = RunSpec("toy", "none", 0, "synthlt-fcn-quick", (), tmp_path / "none")
+    text = summarize([
+        RunResult(spec, "failed", returncode=3, error_tail="training diverged ...", command="x"),
+        RunResult(other, "failed", returncode=1, error_tail="boom", command="y"),
+    ])  # fmt: skip
+    assert f"toy/sar/seed0: diverged at step 12, {run / 'error.log'}" in text
+    assert "toy/none/seed0: return code 1" in text
+    assert run_state(run) == "new" and (run / "diverged.json").is_file()

@@ -80,6 +80,8 @@ def _overall_section(ds: dict) -> list[str]:
             for k in keys
         ]
         seeds = f"{n}" if n == expected else f"{n} of {expected}"
+        for seed, step in m.get("diverged", {}).items():
+            seeds += f"; seed {seed} diverged at step {'?' if step is None else step}"
         rows.append([f"`{name}`", *cells, seeds, _cell(m["train_minutes"])])
     header = ["method", *(_HEADERS.get(k, k) for k in keys), "seeds", "train min"]
     return _table(header, rows)

@@ -255,6 +255,19 @@ def _gate_open_fraction(run_dir: Path) -> float | None:
     return None if log is None or not len(log[1]) else float(np.mean(log[1] > 0.5))
 
 
+def _diverged(records: list[RunRecord]) -> dict[str, Any]:
+    """``{seed: step}`` of the unfinished runs that stopped on a divergence (``None``: the step
+    is unknown), from ``RUN/diverged.json``."""
+    from semantic_anchors.train.divergence import read_divergence
+
+    out = {}
+    for r in records:
+        record = read_divergence(r.path) if r.metrics is None else None
+        if record is not None:
+            out[str(r.seed)] = record.get("step")
+    return out
+
+
 def _nan_list(values: list | None, size: int) -> list[float]:
     if values is None:
         return [math.nan] * size
@@ -268,6 +281,7 @@ def _method_results(records: list[RunRecord], task: str, num_classes: int) -> di
     out: dict[str, Any] = {
         "seeds": [r.seed for r in done],
         "missing_seeds": [r.seed for r in records if r.metrics is None],
+        "diverged": _diverged(records),
         "metrics": {k: summarize_values([r.metrics.get(k) for r in done]) for k in keys},
         "train_minutes": summarize_values(
             [

@@ -27,6 +27,7 @@ import yaml
 
 from semantic_anchors.bench._processes import execute_all
 from semantic_anchors.bench.suite import RUN_REFERENCE, Suite, evaluate_expression, split_derived
+from semantic_anchors.train.divergence import read_divergence
 
 __all__ = [
     "RunResult",
@@ -244,7 +245,7 @@ def run_state(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     if (run_dir / "metrics.json").is_file():
         return "done"
-    if (run_dir / "checkpoints" / "last.ckpt").is_file() or (run_dir / "config.yaml").is_file():
+    if any(run_dir.glob("checkpoints/last*.ckpt")) or (run_dir / "config.yaml").is_file():
         return "resume"
     return "new"
 
@@ -460,8 +461,12 @@ def summarize(results: list[RunResult]) -> str:
                 lines.append(f"  {result.spec.key}: not run: {result.error_tail}")
                 continue
             last = [line for line in result.error_tail.splitlines() if line.strip()][-3:]
-            lines.append(f"  {result.spec.key}: return code {result.returncode}, "
-                         f"{result.spec.run_dir / 'error.log'}")  # fmt: skip
+            diverged = read_divergence(result.spec.run_dir)
+            if diverged:
+                head = f"diverged at step {diverged['step']}"
+            else:
+                head = f"return code {result.returncode}"
+            lines.append(f"  {result.spec.key}: {head}, {result.spec.run_dir / 'error.log'}")
             lines.extend(f"    | {line}" for line in last)
     return "\n".join(lines)
 
