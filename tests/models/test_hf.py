@@ -249,6 +249,7 @@ def test_registered_names_and_tasks() -> None:
     assert list_models("upernet_*") == [
         "upernet_convnext_t",
         "upernet_swin_b",
+        "upernet_swin_l",
         "upernet_swin_s",
         "upernet_swin_t",
     ]
@@ -339,6 +340,7 @@ PARAMETERS_SLOW = [
     ("segformer_b5", 150, 84_708_694),  # 84.7 M
     ("upernet_swin_s", 150, 81_261_302),  # 81 M
     ("upernet_swin_b", 150, 121_417_124),  # 121 M
+    ("upernet_swin_l", 150, 233_966_048),  # Swin paper: 234 M
     ("hf_vit_b16", 1000, 86_567_656),  # ViT-B/16: 86.6 M
 ]
 

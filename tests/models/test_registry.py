@@ -29,7 +29,7 @@ SEGMENTORS = [
     "fcn_small",
     "ocrnet_hr18", "ocrnet_hr48",
     "segformer_b0", "segformer_b1", "segformer_b2", "segformer_b3", "segformer_b4", "segformer_b5",
-    "upernet_convnext_t", "upernet_swin_b", "upernet_swin_s", "upernet_swin_t",
+    "upernet_convnext_t", "upernet_swin_b", "upernet_swin_l", "upernet_swin_s", "upernet_swin_t",
 ]  # fmt: skip
 
 

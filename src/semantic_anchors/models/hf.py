@@ -6,8 +6,9 @@ loads untouched through ``pretrained=DIR`` (a local ``save_pretrained`` folder; 
 downloaded). The models are built from their configs with the sizes of the published ones.
 Importing this module registers them all:
 
-* :mod:`.hf_segmentors`: ``segformer_b0`` ... ``segformer_b5``, ``upernet_swin_t`` / ``_s`` /
-  ``_b`` and ``upernet_convnext_t``;
+* :mod:`.hf_segmentors`: ``segformer_b0`` ... ``segformer_b5``;
+* :mod:`.hf_upernet`: ``upernet_swin_t`` / ``_s`` / ``_b`` / ``_l`` and ``upernet_convnext_t``
+  (both on :mod:`.hf_dense`, their shared dense contract);
 * :mod:`.hf_classifiers`: ``hf_vit_s16``, ``hf_vit_b16`` and ``hf_convnext_t``.
 
 This module holds what they share: the lazy import, config building, checkpoint loading.
@@ -132,4 +133,4 @@ def build_hf_model(
     return model
 
 
-from . import hf_classifiers, hf_segmentors  # noqa: E402, F401  (registers the models)
+from . import hf_classifiers, hf_segmentors, hf_upernet  # noqa: E402, F401  (registers the models)
