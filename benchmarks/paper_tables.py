@@ -24,7 +24,7 @@ from semantic_anchors.bench.results import read_metrics
 TABLES = {
     "tab3": {
         "title": "Paper Tab. 3 at CPU scale: SAR + DisAlign on fashion-scenes-lt",
-        "paper": "Tab. 3 (ADE20K, DeepLabV3+): CE + DA and SAR + DA both above their stage 1; "
+        "paper": "Tab. 3 (ADE20K, HRNet): CE + DA and SAR + DA both above their stage 1; "
         "SAR + DA the best.",
         "metrics": ("mIoU", "head_mIoU", "body_mIoU", "tail_mIoU"),
         "cells": {
