@@ -168,3 +168,20 @@ def test_paper_tables_pair_the_cells_of_two_stage_suites_by_seed(tmp_path):
     assert sar_vs_ce["values"] == pytest.approx([2.0, 2.5, 3.0]) and sar_vs_ce["wins"] == 3
     assert results["pairs"]["SAR + DA - CE + DA"]["mIoU"]["mean"] == pytest.approx(3.5)
     assert "| SAR + DA | `da-from-sar/none` | 3 |" in (out / "README.md").read_text()
+
+
+def test_nonfinite_guard_times_the_three_modes_side_by_side(capsys):
+    args = [
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--crop",
+        "32",
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
+    med = _load("nonfinite_guard").main(args)
+    assert set(med) == {"plain", "stop", "skip"} and all(v > 0 for v in med.values())
+    out = capsys.readouterr().out
+    assert "median of 2 interleaved steps" in out and out.count(" x") >= 3
