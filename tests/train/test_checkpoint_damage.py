@@ -2,6 +2,7 @@
 export, one named error (exit 2) on a full disk with no partial file and the lock released."""
 
 import errno
+import json
 import os
 import subprocess
 import uuid
@@ -54,6 +55,8 @@ def test_rotation_keeps_the_previous_checkpoints_with_checksums(tmp_path):
         assert side == ckpt_mod._sha256(path)
     train(resume=run)  # saves at 12 (validation): three kept now
     assert steps(run) == [("last.ckpt", 12), ("last-1.ckpt", 8), ("last-2.ckpt", 4)]
+    versions = json.loads((run / "code_version.json").read_text())
+    assert [v["step"] for v in versions] == [0, 8]  # the start and the resume
     assert not list((run / "checkpoints").glob(".*"))  # no temporary file or link left
 
 

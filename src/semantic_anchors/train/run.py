@@ -15,6 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from semantic_anchors._provenance import record_code_version
 from semantic_anchors.train.callbacks import (
     RunCheckpointer,
     TrainingInterrupted,
@@ -288,6 +289,7 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
             if resume is None:
                 dump_config(config, out_dir / "config.yaml")
             record_changes(out_dir, step, changes)
+            record_code_version(out_dir, step)  # which code trained from this step on
         if on_start is not None and rank_zero:
             on_start(out_dir)
         checkpointer.saved_step = step if ckpt_path is not None else None

@@ -1,0 +1,70 @@
+"""Which code produced a result: the package version and, in a git checkout, the commit and
+whether the tree had uncommitted changes ("dirty"). Recorded in every run folder, so a number can
+be traced to the code that gave it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CODE_VERSION_FILE", "code_version", "record_code_version"]
+
+CODE_VERSION_FILE = "code_version.json"
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def code_version() -> dict[str, Any]:
+    """``{"package", "commit", "dirty", "torch", "python"}``; ``commit`` and ``dirty`` are
+    ``None`` where the package is not inside a git checkout (an installed wheel)."""
+    import torch
+
+    from semantic_anchors import __version__
+
+    here = Path(__file__).resolve().parent
+    top = _git(["rev-parse", "--show-toplevel"], here)
+    commit = dirty = None
+    if top is not None and (Path(top) / "src" / "semantic_anchors").resolve() == here:
+        commit = _git(["rev-parse", "HEAD"], here)
+        status = _git(["status", "--porcelain", "--untracked-files=no"], here)
+        dirty = None if status is None else bool(status)
+    return {
+        "package": __version__,
+        "commit": commit,
+        "dirty": dirty,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def record_code_version(folder: Path, step: int) -> dict[str, Any]:
+    """Append this invocation's code version (with the step it starts from) to
+    ``FOLDER/code_version.json``, a list with one entry per start or resume."""
+    path = Path(folder) / CODE_VERSION_FILE
+    try:
+        history = json.loads(path.read_text()) if path.is_file() else []
+    except ValueError:
+        history = []
+    entry = {
+        **code_version(),
+        "step": int(step),
+        "time": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    history = [*(history if isinstance(history, list) else []), entry]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(history, indent=2))
+    os.replace(tmp, path)
+    return entry
