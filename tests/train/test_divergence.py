@@ -210,3 +210,20 @@ def test_a_lower_learning_rate_on_resume_takes_effect(tmp_path):
     assert got["lr_schedulers"][0]["_last_lr"] == want["lr_schedulers"][0]["_last_lr"]
     lrs = [[g["lr"] for g in c["optimizer_states"][0]["param_groups"]] for c in (got, want)]
     assert lrs[0] == lrs[1] and lrs[0][0] > 0
+
+
+def test_finite_weights_that_overflow_in_evaluation_are_a_divergence(tmp_path):
+    """Validation logits that are not finite (finite but huge weights) stop the run as a
+    divergence before the validation's checkpoint, not with the metric's input check."""
+
+    class Blow(L.Callback):
+        def on_validation_start(self, trainer, module):
+            with torch.no_grad():
+                for p in module.model.parameters():
+                    p.mul_(1e30)
+
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged) as caught:
+        train("synthlt-fcn-quick", CE, out_dir=run, callbacks=[Blow()])
+    assert caught.value.parts == ["validation logits"] and "evaluation mode" in str(caught.value)
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 8  # kept

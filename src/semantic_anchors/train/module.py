@@ -28,6 +28,7 @@ from semantic_anchors.train.finetune import (
     freeze_for_stage2,
 )
 from semantic_anchors.train.mixup import mixup_batch
+from semantic_anchors.train.optim import apply_config_lr, build_optimizer
 
 __all__ = ["AnchorModule", "text_anchor_cache", "uses_text_anchors"]
 
@@ -236,23 +237,7 @@ class AnchorModule(L.LightningModule):
     def on_train_start(self) -> None:
         if self.frozen_bn:  # Lightning does not call train() itself when fit starts
             self.train()
-        self._apply_config_lr()
-
-    def _apply_config_lr(self) -> None:
-        """A resume restores the optimizer's learning rates from the checkpoint; where the config
-        now asks for others (``--allow-change --set optimizer.lr=...``), the schedule continues
-        from the current step with the new base rates (an unchanged resume is left untouched)."""
-        wanted = getattr(self, "_base_lrs", None)
-        for cfg in self.trainer.lr_scheduler_configs if wanted else ():
-            sched = cfg.scheduler
-            if list(sched.base_lrs) == wanted or len(sched.base_lrs) != len(wanted):
-                continue
-            sched.base_lrs = list(wanted)
-            for group, base, fn in zip(
-                sched.optimizer.param_groups, wanted, sched.lr_lambdas, strict=True
-            ):
-                group["initial_lr"] = base
-                group["lr"] = base * fn(sched.last_epoch)
+        apply_config_lr(self)
 
     def is_log_step(self, step: int | None = None) -> bool:
         """Whether training step ``step`` (default: the current one) is one Lightning's loggers
@@ -307,7 +292,17 @@ class AnchorModule(L.LightningModule):
     # ----------------------------------------------------------------- validation
     def validation_step(self, batch, batch_idx):
         images, targets = batch
-        self.val_metrics.update(self(images), targets)
+        logits = self(images)
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit" and not bool(logits.isfinite().all()):
+            # Finite weights that overflow in eval mode (the metric would refuse them anyway).
+            raise TrainingDiverged(
+                step=self.global_step, checked_at=self.global_step,
+                last_clean=self.last_clean_check, parts=["validation logits"],
+                skipped=self.skipped_steps,
+                reason="the weights are finite but the model overflows in evaluation mode",
+            )  # fmt: skip
+        self.val_metrics.update(logits, targets)
 
     def on_validation_epoch_end(self) -> None:
         result = self.val_metrics.compute()
@@ -323,55 +318,7 @@ class AnchorModule(L.LightningModule):
 
     # ----------------------------------------------------------------- optimisation
     def configure_optimizers(self):
-        cfg = self.config["optimizer"]
-        head_names = ("decode_head", "aux_head", "head", "classifier")
-        head, rest, calibration = [], [], []
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            if name.startswith("calibration."):
-                calibration.append(param)
-                continue
-            is_head = name.startswith("regularizer.") or any(
-                f".{h}" in f".{name}" for h in head_names
-            )
-            (head if is_head else rest).append(param)
-        groups = [{"params": rest, "lr": cfg["lr"]}]
-        if head:
-            groups.append({"params": head, "lr": cfg["lr"] * cfg["head_lr_mult"]})
-        if calibration:  # finetune.calibration: its own learning rate
-            mult = (self.config.get("finetune") or {}).get("calibration_lr_mult") or 1.0
-            groups.append({"params": calibration, "lr": cfg["lr"] * mult})
-        groups = [g for g in groups if g["params"]] or groups  # a stage 2 may train no backbone
-        name = cfg["name"].lower()
-        if name == "sgd":
-            optimizer = torch.optim.SGD(
-                groups, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
-            )
-        elif name == "adamw":
-            optimizer = torch.optim.AdamW(
-                groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), weight_decay=cfg["weight_decay"]
-            )
-        else:
-            raise ValueError(f"optimizer.name must be 'sgd' or 'adamw', got {cfg['name']!r}")
-        base_lr = cfg["lr"]
-
-        def poly(step: int) -> float:
-            # mmseg's poly: (lr - min_lr) * (1 - t / T) ** p + min_lr, plus optional linear warmup.
-            total = max(1, int(self.config["trainer"]["max_steps"]))
-            factor = (1 - min(step, total) / total) ** cfg["poly_power"]
-            value = ((base_lr - cfg["min_lr"]) * factor + cfg["min_lr"]) / base_lr
-            warm = int(cfg["warmup_steps"])
-            if warm > 0 and step < warm:
-                value *= (step + 1) / warm
-            return max(value, 0.0)
-
-        self._base_lrs = [g["lr"] for g in groups]  # what a resume with a new lr applies
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return build_optimizer(self)
 
     def on_train_end(self) -> None:
         """Under DDP, check that every rank ends with the same parameters and buffers."""
