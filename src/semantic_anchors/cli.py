@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
 import os
@@ -335,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"semantic-anchors {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk or an unwritable folder: one line, no traceback
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO):
+        from semantic_anchors.train.checkpoint import WRITE_ERRNOS
+
+        if err.errno not in WRITE_ERRNOS:
             raise
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
         message = " ".join(str(err.strerror or err).split())

@@ -28,6 +28,7 @@ import yaml
 from semantic_anchors.bench._processes import execute_all
 from semantic_anchors.bench.suite import RUN_REFERENCE, Suite, evaluate_expression, split_derived
 from semantic_anchors.train.divergence import read_divergence
+from semantic_anchors.train.runfolder import folder_state
 
 __all__ = [
     "RunResult",
@@ -242,12 +243,8 @@ def _waves(
 def run_state(run_dir: str | Path) -> str:
     """``"done"`` (metrics.json), ``"resume"`` (a checkpoint, or a config of a run killed before
     its first checkpoint, which ``--resume`` restarts from step 0) or ``"new"``."""
-    run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").is_file():
-        return "done"
-    if any(run_dir.glob("checkpoints/last*.ckpt")) or (run_dir / "config.yaml").is_file():
-        return "resume"
-    return "new"
+    state = folder_state(Path(run_dir))  # one definition of a run folder's state
+    return {"finished": "done", "interrupted": "resume", "started": "resume"}.get(state, "new")
 
 
 def _final_overrides(spec: RunSpec, derived: list[str]) -> list[str]:

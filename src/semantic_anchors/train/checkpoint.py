@@ -54,8 +54,8 @@ def _verify(path: Path) -> None:
     side = path.with_name(path.name + CHECKSUM_SUFFIX)
     if not side.is_file():
         return
-    expected = side.read_text().split()[0] if side.read_text().strip() else ""
-    if expected and _sha256(path) != expected:
+    words = side.read_text().split()  # "<hex digest>  <file name>"
+    if words and _sha256(path) != words[0]:
         raise ValueError(f"{path} does not match its checksum ({side.name}): the file is damaged")
 
 

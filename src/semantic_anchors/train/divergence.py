@@ -306,9 +306,10 @@ def guard_step(module, trainer, params: list[torch.Tensor]) -> None:
     ``on_nonfinite: skip``, drop a non-finite step (gradients to ``None``, so the optimizer leaves
     every parameter and its state alone; buffers back to their values before the step)."""
     tcfg = module.config["trainer"]
-    if "16" not in str(tcfg["precision"]) or "bf16" in str(tcfg["precision"]):
-        module.nonfinite.update_grads(params, module.global_step + 1)  # fp16: the scaler's job
-    if tcfg.get("on_nonfinite", "stop") != "skip":
+    precision = str(tcfg["precision"])
+    if not ("16" in precision and "bf16" not in precision):  # fp16: the GradScaler's job
+        module.nonfinite.update_grads(params, module.global_step + 1)
+    if tcfg["on_nonfinite"] != "skip":
         return
     bad = module.nonfinite.step_is_bad()
     if trainer.world_size > 1:  # every rank skips together (their gradients are averaged)
@@ -325,12 +326,13 @@ def guard_step(module, trainer, params: list[torch.Tensor]) -> None:
     module.nonfinite.clear()
     module.skipped_steps += 1
     module.skipped_parts = sorted({*module.skipped_parts, *parts})
-    limit = float(tcfg.get("max_skip_fraction", 0.05)) * int(tcfg["max_steps"])
+    fraction = tcfg["max_skip_fraction"]
+    limit = float(fraction) * int(tcfg["max_steps"])
     if module.skipped_steps > limit:
         raise TrainingDiverged(
             step=module.global_step + 1, checked_at=module.global_step + 1,
             last_clean=module.last_clean_check, parts=module.skipped_parts,
             skipped=module.skipped_steps,
-            reason=f"more than trainer.max_skip_fraction={tcfg.get('max_skip_fraction', 0.05)} "
+            reason=f"more than trainer.max_skip_fraction={fraction} "
             f"of the {tcfg['max_steps']} steps were skipped",
         )  # fmt: skip

@@ -189,7 +189,7 @@ class AnchorModule(L.LightningModule):
             if bool(torch.isfinite(features.detach()).all()):
                 raise  # a real input error, not a divergence
         parts["reg.input_features"] = features.detach().sum()  # non-finite: flags the step
-        if self.config["trainer"].get("on_nonfinite", "stop") == "skip":
+        if self.config["trainer"]["on_nonfinite"] == "skip":
             return None
         step = self.global_step + 1
         self.nonfinite.update({k: v for k, v in parts.items() if v is not None}, step)
@@ -201,7 +201,7 @@ class AnchorModule(L.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         self.nonfinite.begin_step()
-        if self.config["trainer"].get("on_nonfinite", "stop") == "skip":
+        if self.config["trainer"]["on_nonfinite"] == "skip":
             self.buffer_snapshot = snapshot_buffers(self)
 
     def on_before_optimizer_step(self, optimizer) -> None:

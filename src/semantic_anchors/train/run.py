@@ -123,7 +123,7 @@ def _trainer(
         enable_checkpointing=False,  # RunCheckpointer writes the checkpoints
         enable_progress_bar=bool(tcfg["progress_bar"]),
         enable_model_summary=False,
-        plugins=[AtomicCheckpointIO(keep=int(tcfg.get("keep_checkpoints", 2)))],
+        plugins=[AtomicCheckpointIO(keep=int(tcfg["keep_checkpoints"]))],
         default_root_dir=str(out_dir) if out_dir is not None else None,
     )
 
@@ -277,7 +277,7 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
             for moved in set_aside_damaged(out_dir / "checkpoints", ckpt_path):
                 print(f"set aside the damaged {moved}", file=sys.stderr)
             (out_dir / DIVERGED_FILE).unlink(missing_ok=True)  # resumed: no longer diverged
-            warn_low_space(out_dir, module, int(tcfg.get("keep_checkpoints", 2)))
+            warn_low_space(out_dir, module, int(tcfg["keep_checkpoints"]))
             log_version = _log_version(out_dir, log_version)
         trainer = _trainer(
             config, out_dir, dm.task, fit=True, log_version=log_version,
