@@ -4,6 +4,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import torch
+
 import semantic_anchors
 from semantic_anchors._provenance import code_version, record_code_version
 
@@ -25,7 +27,9 @@ def test_code_version_names_the_commit_and_whether_the_tree_is_dirty():
         assert version["commit"] is None and version["dirty"] is None
         return
     assert version["commit"] == head
-    assert version["dirty"] == bool(_git("status", "--porcelain", "--untracked-files=no"))
+    assert version["dirty"] == bool(
+        _git("status", "--porcelain", "--untracked-files=no", "--", str(SRC))
+    )
 
 
 def test_each_start_and_resume_appends_an_entry(tmp_path):
@@ -34,4 +38,5 @@ def test_each_start_and_resume_appends_an_entry(tmp_path):
     history = json.loads((tmp_path / "code_version.json").read_text())
     assert [e["step"] for e in history] == [0, 40]
     assert history[0]["commit"] == code_version()["commit"]
+    assert history[0]["threads"] == torch.get_num_threads()
     assert not list(tmp_path.glob(".*"))  # written atomically, no temporary file left

@@ -29,7 +29,9 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 def code_version() -> dict[str, Any]:
     """``{"package", "commit", "dirty", "torch", "python"}``; ``commit`` and ``dirty`` are
-    ``None`` where the package is not inside a git checkout (an installed wheel)."""
+    ``None`` where the package is not inside a git checkout (an installed wheel). ``dirty`` means
+    uncommitted changes to tracked files under ``src/`` (the code; docs and tests do not change
+    what a run computes)."""
     import torch
 
     from semantic_anchors import __version__
@@ -39,7 +41,7 @@ def code_version() -> dict[str, Any]:
     commit = dirty = None
     if top is not None and (Path(top) / "src" / "semantic_anchors").resolve() == here:
         commit = _git(["rev-parse", "HEAD"], here)
-        status = _git(["status", "--porcelain", "--untracked-files=no"], here)
+        status = _git(["status", "--porcelain", "--untracked-files=no", "--", str(here)], here)
         dirty = None if status is None else bool(status)
     return {
         "package": __version__,
@@ -51,15 +53,18 @@ def code_version() -> dict[str, Any]:
 
 
 def record_code_version(folder: Path, step: int) -> dict[str, Any]:
-    """Append this invocation's code version (with the step it starts from) to
-    ``FOLDER/code_version.json``, a list with one entry per start or resume."""
+    """Append this invocation's code version (with the step it starts from and torch's thread
+    count) to ``FOLDER/code_version.json``, a list with one entry per start or resume."""
     path = Path(folder) / CODE_VERSION_FILE
     try:
         history = json.loads(path.read_text()) if path.is_file() else []
     except ValueError:
         history = []
+    import torch
+
     entry = {
         **code_version(),
+        "threads": torch.get_num_threads(),  # intra-op threads: reductions may depend on them
         "step": int(step),
         "time": _dt.datetime.now().isoformat(timespec="seconds"),
     }

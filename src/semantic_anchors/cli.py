@@ -154,11 +154,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite).with_overrides(args.set)
     out = Path(args.out) if args.out else Path("runs") / "bench" / suite.name
+    reuse = tuple(args.reuse_from)
     if not args.dry_run:
-        run_suite(suite, out, jobs=args.jobs, dry_run=True, echo=lambda _: None)  # bad input?
+        run_suite(  # bad input? (nothing is reused or written in a dry run)
+            suite, out, jobs=args.jobs, dry_run=True, echo=lambda _: None, reuse_from=reuse
+        )
         record_invocation(suite, out, shlex.join(["semantic-anchors", "bench", *args.argv]))
     try:
-        results = run_suite(suite, out, jobs=args.jobs, dry_run=args.dry_run)
+        results = run_suite(suite, out, jobs=args.jobs, dry_run=args.dry_run, reuse_from=reuse)
     except KeyboardInterrupt:
         print(
             "\ninterrupted: the runs in progress were stopped; run the same command again to go "
@@ -234,6 +237,9 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("suite", help="a suite name (see `semantic-anchors recipes`) or a YAML path")
     p.add_argument("--out", type=Path, help="bench folder (default runs/bench/<suite>)")
     p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: CPU cores)")
+    p.add_argument("--reuse-from", type=Path, action="append", default=[], metavar="DIR",
+                   help="another bench folder: a run with the same config and seed as one of its "
+                   "finished runs is copied (hard links), not trained again")  # fmt: skip
     _add_set_option(p, "overrides for every run, after the suite's own")
     p.add_argument("--report-dir", type=Path, help="write the report here (default: --out)")
     p.add_argument("--embedding", **embedding)

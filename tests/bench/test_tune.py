@@ -170,9 +170,9 @@ def test_the_report_shows_every_trial_and_the_choice(tmp_path):
         _score(tmp_path, "car", trial, 0, 20.0 + trial)
     run_suite(suite, tmp_path, jobs=1, dry_run=True, echo=lambda _: None)  # no selection file
     assert not (tmp_path / "tune" / "selection.json").exists()
-    from semantic_anchors.bench.runner import _write_selection
+    from semantic_anchors.bench.tuning import write_selection
 
-    _write_selection(select_trials(suite, tmp_path), tmp_path, suite)
+    write_selection(select_trials(suite, tmp_path), tmp_path, suite)
     report = write_report(tmp_path, plots=False, diagnostics=False).read_text()
     assert "### Tuning on a held-out part of the training data" in report
     assert "on 75% of the training items (seed 0)" in report

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from semantic_anchors.bench.specs import RunResult
+
 if TYPE_CHECKING:
-    from semantic_anchors.bench.runner import RunResult, RunSpec
+    from semantic_anchors.bench.specs import RunSpec
 
 __all__ = ["ERROR_TAIL_LINES", "execute_all"]
 
@@ -41,8 +43,6 @@ class _Executor:
         self.stopping = False
 
     def __call__(self, spec: RunSpec, args: list[str], status: str) -> RunResult:
-        from semantic_anchors.bench.runner import RunResult  # runner imports this module
-
         run_dir = spec.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.log").unlink(missing_ok=True)

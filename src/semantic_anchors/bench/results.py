@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from semantic_anchors.bench.diagnostics import DEFAULT_SETTINGS, load_diagnostics
+from semantic_anchors.bench.provenance import code_summary, diverged_steps, run_provenance
 from semantic_anchors.metrics import relationship_consistency
 
 __all__ = [
@@ -255,19 +256,6 @@ def _gate_open_fraction(run_dir: Path) -> float | None:
     return None if log is None or not len(log[1]) else float(np.mean(log[1] > 0.5))
 
 
-def _diverged(records: list[RunRecord]) -> dict[str, Any]:
-    """``{seed: step}`` of the unfinished runs that stopped on a divergence (``None``: the step
-    is unknown), from ``RUN/diverged.json``."""
-    from semantic_anchors.train.divergence import read_divergence
-
-    out = {}
-    for r in records:
-        record = read_divergence(r.path) if r.metrics is None else None
-        if record is not None:
-            out[str(r.seed)] = record.get("step")
-    return out
-
-
 def _nan_list(values: list | None, size: int) -> list[float]:
     if values is None:
         return [math.nan] * size
@@ -281,8 +269,9 @@ def _method_results(records: list[RunRecord], task: str, num_classes: int) -> di
     out: dict[str, Any] = {
         "seeds": [r.seed for r in done],
         "missing_seeds": [r.seed for r in records if r.metrics is None],
-        "diverged": _diverged(records),
+        "diverged": diverged_steps([(r.seed, r.path) for r in records if r.metrics is None]),
         "metrics": {k: summarize_values([r.metrics.get(k) for r in done]) for k in keys},
+        "runs": {str(r.seed): run_provenance(r.path) for r in done},
         "train_minutes": summarize_values(
             [
                 r.metrics["train_seconds"] / 60
@@ -395,4 +384,8 @@ def build_results(
             vs = paired_differences(rs, methods[base], keys)
             vs["baseline"] = base
             results["datasets"][dataset]["methods"][method]["vs_baseline"] = vs
+    results["code"] = code_summary([
+        run for ds in results["datasets"].values() for m in ds["methods"].values()
+        for run in m.get("runs", {}).values()
+    ])  # fmt: skip
     return results, runs

@@ -14,19 +14,25 @@ reported runs with the chosen values (see :func:`select_trials`).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from semantic_anchors.bench._processes import execute_all
+from semantic_anchors.bench.reuse import RunIndex, config_key
+from semantic_anchors.bench.specs import RunResult, RunSpec, cpu_cores
 from semantic_anchors.bench.suite import RUN_REFERENCE, Suite, evaluate_expression, split_derived
+from semantic_anchors.bench.tuning import (
+    expand_tuning_runs,
+    select_trials,
+    tuning_run_dir,
+    write_selection,
+)
 from semantic_anchors.train.divergence import read_divergence
 from semantic_anchors.train.runfolder import folder_state
 
@@ -48,48 +54,6 @@ __all__ = [
 
 # Keys that do not change what a run computes (data order does not depend on workers).
 _IGNORED_DIFFERENCES = {"trainer.progress_bar", "data.num_workers"}
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run of a suite."""
-
-    dataset: str
-    method: str
-    seed: int
-    recipe: str
-    overrides: tuple[str, ...]  # suite overrides in order; ``${...}`` values not yet evaluated
-    run_dir: Path
-    after: tuple[str, ...] = ()  # keys of the runs it is trained from (``@run(...)``)
-    trial: int | None = None  # a tuning run: the index of its grid trial
-
-    @property
-    def key(self) -> str:
-        if self.trial is not None:
-            return f"tune:{self.dataset}/{self.method}/trial{self.trial}/seed{self.seed}"
-        return f"{self.dataset}/{self.method}/seed{self.seed}"
-
-
-@dataclass
-class RunResult:
-    """What happened to one run: ``skipped`` (finished before), ``trained``, ``resumed``,
-    ``failed`` or ``planned`` (dry run)."""
-
-    spec: RunSpec
-    status: str
-    seconds: float = 0.0
-    returncode: int | None = None
-    error_tail: str = ""
-    command: str = ""
-    stale: list[str] = field(default_factory=list)  # config keys that differ from the suite now
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def expand_runs(
@@ -131,109 +95,16 @@ def expand_runs(
     return specs
 
 
-def tuning_run_dir(out_dir: str | Path, dataset: str, method: str, trial: int, seed: int) -> Path:
-    """The folder of one tuning run: ``DIR/tune/<dataset>/<method>/trial<i>/seed<k>``."""
-    return Path(out_dir) / "tune" / dataset / method / f"trial{trial}" / f"seed{seed}"
-
-
-def expand_tuning_runs(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
-    """The tuning runs of ``suite`` (none without a ``tune`` section), ordered seed first:
-    every trial of every tuned method on every dataset, validated on the held-out part."""
-    if suite.tune is None:
-        return []
-    specs = []
-    for seed in suite.tune.seeds:
-        for dataset, entry in suite.datasets.items():
-            for method in suite.tuned_methods:
-                method_entry = suite.methods[method]
-                for trial in range(len(method_entry.grid)):
-                    overrides = (
-                        *suite.overrides, *entry.overrides, *method_entry.overrides,
-                        *method_entry.trial_overrides(trial), *suite.tune.overrides(),
-                    )  # fmt: skip
-                    specs.append(RunSpec(
-                        dataset=dataset, method=method, seed=seed, recipe=entry.recipe,
-                        overrides=overrides, trial=trial,
-                        run_dir=tuning_run_dir(out_dir, dataset, method, trial, seed),
-                    ))  # fmt: skip
-    return specs
-
-
-def select_trials(suite: Suite, out_dir: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """Score every grid trial on the held-out part and choose, per dataset and method.
-
-    A trial's score is the mean over the tuning seeds of its metric (``tune.metric``, default
-    mIoU for segmentation and top1 for classification) on the held-out part; the best one is
-    chosen, the first of the grid on a tie. A (dataset, method) with a tuning run that has not
-    finished has ``chosen: None``.
-
-    Returns:
-        ``{dataset: {method: {"metric", "chosen", "trials": [{"set", "label", "scores",
-        "mean"}]}}}`` (``scores``: seed -> value, ``None`` for an unfinished run).
-
-    Raises:
-        ValueError: a finished run's ``metrics.json`` lacks the metric (names it and the file).
-    """
-    from semantic_anchors.bench.results import read_metrics
-    from semantic_anchors.bench.suite import trial_label
-
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    if suite.tune is None:
-        return out
-    for dataset in suite.datasets:
-        out[dataset] = {}
-        for method in suite.tuned_methods:
-            grid = suite.methods[method].grid
-            metric = suite.tune.metric
-            trials = []
-            for index, trial in enumerate(grid):
-                scores: dict[int, float | None] = {}
-                for seed in suite.tune.seeds:
-                    run_dir = tuning_run_dir(out_dir, dataset, method, index, seed)
-                    metrics = read_metrics(run_dir)
-                    if metrics is None:
-                        scores[seed] = None
-                        continue
-                    name = metric or ("mIoU" if "mIoU" in metrics else "top1")
-                    if not isinstance(metrics.get(name), (int, float)):
-                        raise ValueError(
-                            f"{run_dir / 'metrics.json'} has no metric {name!r} to tune on "
-                            f"(tune.metric; it has {sorted(k for k in metrics if k[:1].isalpha())})"
-                        )
-                    metric = name
-                    scores[seed] = float(metrics[name])
-                done = [v for v in scores.values() if v is not None]
-                trials.append({
-                    "set": dict(trial), "label": trial_label(trial), "scores": scores,
-                    "mean": sum(done) / len(done) if len(done) == len(scores) else None,
-                })  # fmt: skip
-            complete = all(t["mean"] is not None for t in trials)
-            best = (
-                max(range(len(trials)), key=lambda i: (trials[i]["mean"], -i)) if complete else None
-            )
-            out[dataset][method] = {"metric": metric, "chosen": best, "trials": trials}
-    return out
-
-
-def _write_selection(selection: dict, out_dir: Path, suite: Suite) -> None:
-    tune_dir = out_dir / "tune"
-    tune_dir.mkdir(parents=True, exist_ok=True)
-    assert suite.tune is not None
-    info = {
-        "seeds": list(suite.tune.seeds), "holdout": suite.tune.holdout,
-        "holdout_seed": suite.tune.holdout_seed, "datasets": selection,
-    }  # fmt: skip
-    (tune_dir / "selection.json").write_text(json.dumps(info, indent=2))
-
-
 def _waves(
-    todo: list[tuple[RunSpec, list[str], str]],
+    todo: list[tuple[RunSpec, list[str], str]], aliases: dict[str, str] | None = None
 ) -> list[list[tuple[RunSpec, list[str], str]]]:
-    """Runs grouped so that a run's ``after`` runs are in an earlier group (or finished)."""
+    """Runs grouped so that a run's ``after`` runs are in an earlier group (or finished); an
+    ``after`` run that is a copy of another (``aliases``: copy -> original) waits for that one."""
+    aliases = aliases or {}
     pending = {spec.key for spec, _, _ in todo}
     waves = []
     while todo:
-        ready = [t for t in todo if not any(k in pending for k in t[0].after)]
+        ready = [t for t in todo if not any(aliases.get(k, k) in pending for k in t[0].after)]
         waves.append(ready)
         pending -= {spec.key for spec, _, _ in ready}
         todo = [t for t in todo if t not in ready]
@@ -305,8 +176,14 @@ def run_suite(
     jobs: int | None = None,
     dry_run: bool = False,
     echo: Callable[[str], None] | None = None,
+    reuse_from: tuple[str | Path, ...] = (),
 ) -> list[RunResult]:
     """Train every run of ``suite`` that is not finished yet, ``jobs`` at a time.
+
+    A run whose resolved config (seed included) equals that of a finished run in the bench
+    folder or in a ``reuse_from`` folder is not trained again: its folder becomes a hard-linked
+    copy of that run (status ``reused``, see :mod:`semantic_anchors.bench.reuse`); identical
+    runs within one plan are trained once.
 
     Each subprocess gets ``OMP_NUM_THREADS = max(1, cores // min(jobs, runs to do))``:
     oversubscribed OpenMP threads make CPU training many times slower. A failed run leaves
@@ -319,6 +196,7 @@ def run_suite(
         jobs: parallel runs (default: the CPU core count).
         dry_run: resolve and return the plan (status ``planned`` / ``skipped``), run nothing.
         echo: where plan lines go (default: print).
+        reuse_from: other bench folders whose finished runs may be reused.
 
     Returns:
         One :class:`RunResult` per run, in suite order.
@@ -331,13 +209,14 @@ def run_suite(
     if jobs < 1:
         raise ValueError(f"jobs: expected an int >= 1, received {jobs}")
     out_dir = Path(out_dir)
+    index = RunIndex([*reuse_from, *([out_dir] if out_dir.is_dir() else [])])
     tuning: list[RunResult] = []
     chosen: dict[tuple[str, str], int] = {}
     if suite.tune is not None:
-        tuning = _run_tuning(suite, out_dir, jobs, dry_run, echo)
+        tuning = _run_tuning(suite, out_dir, jobs, dry_run, echo, index)
         selection = select_trials(suite, out_dir)
         if not dry_run:
-            _write_selection(selection, out_dir, suite)
+            write_selection(selection, out_dir, suite)
         for dataset, methods in selection.items():
             for method, info in methods.items():
                 if info["chosen"] is not None:
@@ -346,16 +225,17 @@ def run_suite(
                     score = info["trials"][info["chosen"]]["mean"]
                     echo(f"tuned {dataset}/{method}: {label} (held-out {info['metric']} "
                          f"{score:.2f})")  # fmt: skip
-    return tuning + _run_main(suite, out_dir, jobs, dry_run, echo, chosen)
+    return tuning + _run_main(suite, out_dir, jobs, dry_run, echo, chosen, index)
 
 
 def _run_tuning(
-    suite: Suite, out_dir: Path, jobs: int, dry_run: bool, echo: Callable[[str], None]
-) -> list[RunResult]:
+    suite: Suite, out_dir: Path, jobs: int, dry_run: bool, echo: Callable[[str], None],
+    index: RunIndex,
+) -> list[RunResult]:  # fmt: skip
     """The tuning runs of a suite: trained now (or planned), finished ones skipped."""
     specs = expand_tuning_runs(suite, out_dir)
     results: dict[str, RunResult] = {}
-    todo = _plan(specs, results, dry_run)
+    todo, copies = _plan(specs, results, dry_run, index)
     jobs = max(1, min(jobs, len(todo)))
     threads = max(1, cpu_cores() // jobs)
     assert suite.tune is not None
@@ -364,7 +244,8 @@ def _run_tuning(
         f"{len(suite.tuned_methods)} tuned methods x "
         f"{len(suite.methods[suite.tuned_methods[0]].grid)} trials x {len(suite.tune.seeds)} "
         f"seed(s), {suite.tune.holdout:g} of the training data held out), "
-        f"{len(specs) - len(todo)} finished before, {len(todo)} to run"
+        f"{len(specs) - len(todo) - len(copies)} finished before, {len(todo)} to run"
+        + _reuse_note(results, copies)
     )
     _warn_stale(results, echo)
     if dry_run:
@@ -372,14 +253,22 @@ def _run_tuning(
             echo("  " + shlex.join(["semantic-anchors", *args]))
     elif todo:
         execute_all(f"{suite.name} (tuning)", todo, jobs, threads, results)
+    _finish_copies(copies, results, index, dry_run)
     return [results[s.key] for s in specs]
 
 
+Todo = list[tuple[RunSpec, list[str], str]]
+
+
 def _plan(
-    specs: list[RunSpec], results: dict[str, RunResult], dry_run: bool
-) -> list[tuple[RunSpec, list[str], str]]:
-    """Resolve every run; finished ones go to ``results`` as skipped, the rest are returned."""
-    todo: list[tuple[RunSpec, list[str], str]] = []
+    specs: list[RunSpec], results: dict[str, RunResult], dry_run: bool, index: RunIndex
+) -> tuple[Todo, list[tuple[RunSpec, RunSpec, str]]]:
+    """Resolve every run. Finished ones go to ``results`` as skipped, new ones with the config
+    of a finished run as reused; returns the runs to train and ``(copy, original, key)`` for the
+    new runs identical to one planned here (made copies once the original has finished)."""
+    todo: Todo = []
+    copies: list[tuple[RunSpec, RunSpec, str]] = []
+    planned: dict[str, RunSpec] = {}
     for spec in specs:
         overrides, config = resolve_overrides(spec)
         state = run_state(spec.run_dir)
@@ -387,13 +276,58 @@ def _plan(
             stale = _differences(spec.run_dir, config)
             results[spec.key] = RunResult(spec, "skipped", stale=stale)
             continue
+        key = config_key(config)
+        if state == "new":
+            source = index.find(key, spec.run_dir)
+            if source is not None:
+                if not dry_run:
+                    index.materialize(source, spec.run_dir, key)
+                results[spec.key] = RunResult(spec, "reused", command=f"reuse {source}")
+                continue
+            if key in planned:
+                copies.append((spec, planned[key], key))
+                if dry_run:
+                    results[spec.key] = RunResult(
+                        spec, "reused", command=f"reuse {planned[key].key}"
+                    )
+                continue
+        planned.setdefault(key, spec)
         args = train_command(spec, overrides, resume=state == "resume")
         status = "resumed" if state == "resume" else "trained"
         todo.append((spec, args, status))
         if dry_run:
             cmd = shlex.join(["semantic-anchors", *args])
             results[spec.key] = RunResult(spec, "planned", command=cmd)
-    return todo
+    return todo, copies
+
+
+def _reuse_note(results: dict[str, RunResult], copies: list) -> str:
+    reused = sum(r.status == "reused" for r in results.values()) + len(copies)
+    return f", {reused} reused (a finished run with the same config)" if reused else ""
+
+
+def _finish_copies(
+    copies: list[tuple[RunSpec, RunSpec, str]], results: dict[str, RunResult], index: RunIndex,
+    dry_run: bool,
+) -> None:  # fmt: skip
+    """Index what was trained; make each identical run whose original has ended a copy of it
+    (removed from ``copies``; the rest wait for a later wave)."""
+    for result in results.values():
+        if result.status in ("trained", "resumed"):
+            index.add(result.spec.run_dir)
+    if dry_run:
+        return
+    for item in list(copies):
+        spec, original, key = item
+        if original.key not in results:
+            continue  # its original runs in a later wave
+        copies.remove(item)
+        if (original.run_dir / "metrics.json").is_file():
+            index.materialize(original.run_dir, spec.run_dir, key)
+            results[spec.key] = RunResult(spec, "reused", command=f"reuse {original.run_dir}")
+        else:
+            why = f"the identical run {original.key} did not finish"
+            results[spec.key] = RunResult(spec, "failed", error_tail=why)
 
 
 def _warn_stale(results: dict[str, RunResult], echo: Callable[[str], None]) -> None:
@@ -407,7 +341,7 @@ def _warn_stale(results: dict[str, RunResult], echo: Callable[[str], None]) -> N
 
 def _run_main(
     suite: Suite, out_dir: Path, jobs: int, dry_run: bool, echo: Callable[[str], None],
-    chosen: dict[tuple[str, str], int],
+    chosen: dict[tuple[str, str], int], index: RunIndex,
 ) -> list[RunResult]:  # fmt: skip
     """The reported runs; a tuned method whose trials are not all scored waits (``pending`` in a
     dry run, ``failed`` otherwise)."""
@@ -423,7 +357,7 @@ def _run_main(
             results[spec.key] = RunResult(
                 spec, status, error_tail="its method's tuning runs have not all finished"
             )
-    todo = _plan([s for s in specs if s.key not in waiting], results, dry_run)
+    todo, copies = _plan([s for s in specs if s.key not in waiting], results, dry_run, index)
     jobs = max(1, min(jobs, len(todo)))  # fewer runs than jobs: give each more threads
     threads = max(1, cpu_cores() // jobs)
     skipped = sum(r.status == "skipped" for r in results.values())
@@ -431,6 +365,7 @@ def _run_main(
         f"suite {suite.name!r}: {len(specs)} runs ({len(suite.datasets)} datasets x "
         f"{len(suite.methods)} methods x {len(suite.seeds)} seeds), {skipped} finished before, "
         f"{len(todo)} to run with {jobs} parallel job(s) x {threads} thread(s)"
+        + _reuse_note(results, copies)
         + (f", {len(waiting)} waiting for their tuning" if waiting else "")
     )
     _warn_stale(results, echo)
@@ -438,8 +373,10 @@ def _run_main(
         for _, args, _ in todo:
             echo("  " + shlex.join(["semantic-anchors", *args]))
         return [results[s.key] for s in specs]
-    for wave in _waves(todo):  # a two-stage suite: the runs trained from others come after them
+    aliases = {copy.key: original.key for copy, original, _ in copies}
+    for wave in _waves(todo, aliases):  # two stages: the runs trained from others come after them
         execute_all(suite.name, wave, jobs, threads, results)
+        _finish_copies(copies, results, index, dry_run)
     return [results[s.key] for s in specs]
 
 
@@ -448,7 +385,7 @@ def summarize(results: list[RunResult]) -> str:
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
-    order = ("trained", "resumed", "skipped", "planned", "pending", "failed")
+    order = ("trained", "resumed", "reused", "skipped", "planned", "pending", "failed")
     lines = [", ".join(f"{counts[k]} {k}" for k in order if k in counts)]
     failed = [r for r in results if r.status == "failed"]
     if failed:
