@@ -184,6 +184,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from semantic_anchors.bench import write_report
 
+    if args.rerender:
+        from semantic_anchors.bench.report import rerender_report
+
+        print(f"report: {rerender_report(args.dir)}")
+        return 0
     report = write_report(
         args.dir, report_dir=args.report_dir, embedding=args.embedding,
         recompute=args.recompute, plots=not args.no_plots,
@@ -254,6 +259,9 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--recompute", action="store_true", help="recompute cached diagnostics")
     _add_diagnostics_options(p)
     p.add_argument("--no-plots", action="store_true", help="tables only")
+    p.add_argument("--rerender", action="store_true",
+                   help="DIR is a published report folder: write its report.md again from its "
+                   "results.json (no run folders needed; plots and commands kept)")  # fmt: skip
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("viz", help="plots of one run: embedding, similarity, training curves")

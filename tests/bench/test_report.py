@@ -72,11 +72,20 @@ def test_paired_differences_against_the_baseline_by_hand(tmp_path):
     assert f"| `none` | {mean:+.1f} ± {std:.1f} |" in row
     half = 12.7062 * std / 2**0.5  # t(0.975, 1 df) * std / sqrt(2 seeds)
     interval = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
-    interval += " *" if mean - half > 0 or mean + half < 0 else ""
-    assert row.endswith(f"| {wins} of 2 | {'yes' if abs(mean) > std else 'no'} | {interval} |")
+    significant = mean - half > 0 or mean + half < 0
+    assert not significant  # two random seeds this far apart: the interval is wide
+    words = f"ahead on {wins} of 2" if wins >= 2 - wins else f"behind on {2 - wins} of 2"
+    assert row.endswith(f"| {interval} | {wins} of 2 | {words} seeds, interval includes 0 |")
+    assert "beyond std" not in text and "significantly" not in section.split("| method")[1]
     assert "| `cr` | `sar` |" in section
     header = next(line for line in section.splitlines() if line.startswith("| method"))
     assert header.count("|") == row.count("|") == 10  # no stray pipes in the cells
+    per_seed = text[text.index("### Per seed") : text.index("### Per class")]
+    sar_row = next(line for line in per_seed.splitlines() if line.startswith("| `sar` |"))
+    assert sar_row.startswith(f"| `sar` | {runs[('sar', 0)]['mIoU']:.2f} | – | ")
+    delta_row = per_seed.splitlines()[per_seed.splitlines().index(sar_row) + 1]
+    d0 = runs[("sar", 0)]["mIoU"] - runs[("none", 0)]["mIoU"]
+    assert delta_row.startswith(f"| Δ vs `none` | {d0:+.2f} |  | ")
 
 
 def test_classification_benches_use_top1_and_accuracy(tmp_path):
@@ -183,7 +192,7 @@ def test_report_command_on_a_fabricated_bench(tmp_path, capsys):
 def test_report_says_how_many_images_the_diagnostics_used():
     from types import SimpleNamespace
 
-    from semantic_anchors.bench.report import _diagnostics_sentence
+    from semantic_anchors.bench.report import _diagnostics_images, _diagnostics_sentence
 
     def record(dataset, n):
         return SimpleNamespace(
@@ -194,9 +203,10 @@ def test_report_says_how_many_images_the_diagnostics_used():
         "synthlt": {"none": [record("synthlt", 500)], "sar": [record("synthlt", 500)]},
         "fashion-lt": {"sar": [record("fashion-lt", 1000), record("fashion-lt", None)]},
     }
-    text = _diagnostics_sentence(runs)
+    text = _diagnostics_sentence(_diagnostics_images(runs))
     assert "images used: `synthlt`: 500; `fashion-lt`: 1000" in text
-    assert _diagnostics_sentence({"synthlt": {"none": [record("synthlt", None)]}}) == ""
+    empty = _diagnostics_images({"synthlt": {"none": [record("synthlt", None)]}})
+    assert _diagnostics_sentence(empty) == ""
 
 
 def test_the_t_quantiles_and_the_paired_interval_match_scipy():
@@ -225,3 +235,45 @@ def test_a_diverged_run_is_reported_as_such_not_as_a_missing_seed(tmp_path):
     assert results["datasets"]["toy"]["methods"]["none"]["diverged"] == {}
     text = write_report(tmp_path, embedding="pca").read_text()
     assert "| 2 of 3; seed 2 diverged at step 37 |" in text
+
+
+def test_a_published_report_rerenders_from_its_results_json_alone(tmp_path):
+    from semantic_anchors.bench.report import rerender_report
+
+    fabricate_bench(tmp_path / "bench", methods=("none", "sar"), seeds=(0, 1, 2))
+    published = tmp_path / "published"
+    first = write_report(tmp_path / "bench", report_dir=published, plots=False, diagnostics=False)
+    before = first.read_text()
+    import shutil
+
+    shutil.rmtree(tmp_path / "bench")  # the run folders are gone, as for a published report
+    link = {"title": "compare", "path": "../compare/report.md", "why": "tuned weights."}
+    again = rerender_report(published, superseded_by=link).read_text()
+    assert "**Superseded** by [compare](../compare/report.md): tuned weights." in again
+    # the same tables and the same per-run commands, from results.json alone
+    assert before.split("## `toy`")[1] == again.split("## `toy`")[1]
+    assert json.loads((published / "results.json").read_text())["superseded_by"] == link
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        rerender_report(tmp_path / "nowhere")
+
+
+def test_the_report_names_the_code_and_the_reproduction_check(tmp_path):
+    from semantic_anchors.bench.report import rerender_report
+
+    fabricate_bench(tmp_path, methods=("none", "sar"), seeds=(0, 1))
+    for run in (tmp_path / "runs").rglob("seed*"):
+        (run / "code_version.json").write_text(json.dumps(
+            [{"commit": "0123456789abcdef", "dirty": False, "package": "1", "threads": 1}]
+        ))  # fmt: skip
+    text = write_report(tmp_path, plots=False, diagnostics=False).read_text()
+    assert "Code: commit 0123456789 (4 runs)." in text
+    runs = json.loads((tmp_path / "results.json").read_text())["datasets"]["toy"]["methods"]
+    assert runs["sar"]["runs"]["1"]["threads"] == 1
+    check = {"dataset": "toy", "method": "none", "seed": 0, "commit": "fedcba9876543210",
+             "date": "2026-12-03", "equal": False, "published": {"mIoU": 20.12},
+             "now": {"mIoU": 20.29}}  # fmt: skip
+    text = rerender_report(tmp_path, reproduction=check).read_text()
+    assert "(mIoU 20.12 published, 20.29 now): **today's code does not reproduce" in text
+    check["equal"] = True
+    text = rerender_report(tmp_path, reproduction=check).read_text()
+    assert "`toy/none/seed0` re-run with its command, bit-equal." in text

@@ -2,6 +2,8 @@
 
 ``write_report(DIR)`` can be run at any time (also on a partly finished bench): it reads the run
 folders, computes or reuses the cached diagnostics, and rewrites the report.
+``rerender_report(REPORT_DIR)`` writes a published report's ``report.md`` again from its
+``results.json`` alone (no run folders needed), keeping its plots and training commands.
 """
 
 from __future__ import annotations
@@ -14,153 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from semantic_anchors.bench.diagnostics import DEFAULT_SETTINGS
+from semantic_anchors.bench.provenance import describe_code
+from semantic_anchors.bench.report_tables import (
+    baseline_section,
+    consistency_section,
+    diagnostics_section,
+    overall_section,
+    per_class_section,
+    per_seed_section,
+    tuning_section,
+)
 from semantic_anchors.bench.results import RunRecord, build_results
 
-__all__ = ["write_report"]
+__all__ = ["rerender_report", "write_report"]
 
-_HEADERS = {
-    "mIoU": "mIoU", "head_mIoU": "head", "body_mIoU": "body", "tail_mIoU": "tail",
-    "mAcc": "mAcc", "aAcc": "aAcc", "top1": "top-1", "head_Acc": "head", "body_Acc": "body",
-    "tail_Acc": "tail",
-}  # fmt: skip
-_DIAG_HEADERS = {
-    "mean_compactness": "compactness ↓", "min_distance": "min centre dist",
-    "mean_distance": "mean centre dist", "fisher_ratio": "Fisher ratio ↑",
-}  # fmt: skip
-
-
-def _cell(summary: dict | None, digits: int = 1, bold: bool = False, signed: bool = False) -> str:
-    if not summary or summary["n"] == 0:
-        return "–"
-    text = f"{summary['mean']:{'+' if signed else ''}.{digits}f}"
-    if summary["n"] >= 2 and math.isfinite(summary["std"]):
-        text += f" ± {summary['std']:.{digits}f}"
-    return f"**{text}**" if bold else text
-
-
-def _interval(summary: dict, digits: int = 1) -> str:
-    """``[lo, hi]`` of the paired t-interval, starred when it excludes 0; ``–`` below 2 seeds."""
-    half = summary.get("ci95", math.nan)
-    if summary["n"] < 2 or not math.isfinite(half):
-        return "–"
-    lo, hi = summary["mean"] - half, summary["mean"] + half
-    text = f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
-    return f"{text} *" if lo > 0 or hi < 0 else text
-
-
-def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-    sep = ["---:" if a == "r" else "---" for a in align]
-    return [
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join(sep) + " |",
-        *("| " + " | ".join(row) + " |" for row in rows),
-    ]
-
-
-def _best(methods: dict, key: str) -> float:
-    """The highest mean of a column; NaN (nothing bold) when every method ties."""
-    means = [m["metrics"][key]["mean"] for m in methods.values() if m["metrics"][key]["n"]]
-    return max(means) if len(set(means)) > 1 else math.nan
-
-
-def _overall_section(ds: dict) -> list[str]:
-    methods = ds["methods"]
-    keys = list(next(iter(methods.values()))["metrics"])
-    best = {k: _best(methods, k) for k in keys}
-    rows = []
-    for name, m in methods.items():
-        n = len(m["seeds"])
-        expected = n + len(m["missing_seeds"])
-        cells = [
-            _cell(
-                m["metrics"][k],
-                bold=m["metrics"][k]["n"] > 0 and m["metrics"][k]["mean"] == best[k],
-            )
-            for k in keys
-        ]
-        seeds = f"{n}" if n == expected else f"{n} of {expected}"
-        for seed, step in m.get("diverged", {}).items():
-            seeds += f"; seed {seed} diverged at step {'?' if step is None else step}"
-        rows.append([f"`{name}`", *cells, seeds, _cell(m["train_minutes"])])
-    header = ["method", *(_HEADERS.get(k, k) for k in keys), "seeds", "train min"]
-    return _table(header, rows)
-
-
-def _baseline_section(ds: dict) -> list[str]:
-    rows = []
-    keys: list[str] = []
-    for name, m in ds["methods"].items():
-        vs = m.get("vs_baseline")
-        if not vs or not vs["seeds"]:
-            continue
-        keys = list(vs["metrics"])
-        cells = [_cell(vs["metrics"][k], signed=True) for k in keys]
-        first = vs["metrics"][keys[0]]
-        clear = first["n"] >= 2 and abs(first["mean"]) > first["std"]
-        rows.append([
-            f"`{name}`", f"`{vs['baseline']}`", *cells,
-            f"{vs['wins']} of {len(vs['seeds'])}", "yes" if clear else "no", _interval(first),
-        ])  # fmt: skip
-    if not rows:
-        return []
-    first_name = _HEADERS.get(keys[0], keys[0])
-    header = [
-        "method", "baseline", *(f"Δ {_HEADERS.get(k, k)}" for k in keys), "wins",
-        f"Δ {first_name} beyond std", f"95 % CI of Δ {first_name}",
-    ]  # fmt: skip
-    return _table(header, rows)
-
-
-def _per_class_section(ds: dict) -> list[str]:
-    freq = ds["class_frequencies"]
-    total = sum(freq) or 1.0
-    group_of = {int(i): g for g, members in ds["groups"].items() for i in members}
-    order = sorted(range(len(freq)), key=lambda c: -freq[c])
-    methods = ds["methods"]
-    rows = []
-    for c in order:
-        cells = []
-        for m in methods.values():
-            value = m["per_class"]["mean"][c]
-            cells.append("–" if not math.isfinite(value) else f"{value:.1f}")
-        rows.append(
-            [ds["class_names"][c], group_of.get(c, ""), f"{100 * freq[c] / total:.2f}", *cells]
-        )
-    header = ["class", "group", "train share %", *(f"`{name}`" for name in methods)]
-    return _table(header, rows, ["l", "l", *["r"] * (len(header) - 2)])
-
-
-def _diagnostics_section(ds: dict, computed: bool) -> list[str]:
-    rows = []
-    for name, m in ds["methods"].items():
-        if not m["diagnostics_runs"]:
-            continue
-        cells = [_cell(m["diagnostics"][k], digits=3) for k in _DIAG_HEADERS]
-        gate = _cell(m["gate_open"], digits=2) if "gate_open" in m else "–"
-        rows.append([f"`{name}`", *cells, gate, str(m["diagnostics_runs"])])
-    if not rows:
-        if not computed:
-            return ["Not computed (`--no-diagnostics`)."]
-        return ["No diagnostics: no run of this dataset has a checkpoint."]
-    header = ["method", *_DIAG_HEADERS.values(), "gate open", "runs"]
-    return _table(header, rows)
-
-
-def _consistency_section(ds: dict) -> list[str]:
-    rows = []
-    for name, m in ds["methods"].items():
-        cons = m["consistency"]
-        if not m["diagnostics_runs"]:
-            continue
-        vec = cons.get("regularizer_vectors")
-        vec_text = f"{_cell(vec, digits=3)} ({vec['name']})" if vec and vec["n"] else "–"
-        rows.append(
-            [f"`{name}`", _cell(cons["centres"], digits=3), vec_text, str(cons["centres"]["pairs"])]
-        )
-    if not rows:
-        return []
-    return _table(["method", "class centres", "regularizer's class vectors", "seed pairs"], rows)
+# The plots of a dataset: (label, file suffix); the first label takes the per-class metric name.
+_PLOT_FILES = (
+    ("per-class {metric}", "per-class"), ("feature embedding", "embedding"),
+    ("class-centre similarity", "centre-similarity"), ("anchor similarity", "anchor-similarity"),
+    ("training curves", "curves"),
+)  # fmt: skip
 
 
 def _plots(
@@ -241,52 +116,33 @@ def _csv_rows(results: dict) -> list[list[Any]]:
     return rows
 
 
-def _tuning_section(tuning: dict, dataset: str) -> list[str]:
-    """Every grid trial's held-out score, the chosen one marked."""
-    methods = (tuning.get("datasets") or {}).get(dataset) or {}
-    if not methods:
-        return []
-    seeds = tuning.get("seeds") or []
-    holdout = float(tuning.get("holdout", 0.0))
-    metric = next((m.get("metric") for m in methods.values() if m.get("metric")), "metric")
-    lines = [
-        "### Tuning on a held-out part of the training data", "",
-        f"Every tuned method trained each trial of its grid on {100 * (1 - holdout):.0f}% of the "
-        f"training items (seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}) "
-        f"and was scored on the other {100 * holdout:.0f}%; the reported validation set was not "
-        f"used. The runs above use the trial marked ✓ (the best held-out {metric}; the first "
-        "on a tie). A choice at the first or last trial of a grid is marked *edge*: a wider grid "
-        "might have found a better value.", "",
-    ]  # fmt: skip
-    rows = []
-    for method, info in methods.items():
-        trials, chosen = info.get("trials") or [], info.get("chosen")
-        for index, trial in enumerate(trials):
-            mean = trial.get("mean")
-            mark = ""
-            if index == chosen:
-                mark = "✓" + (
-                    " *edge*" if len(trials) > 2 and index in (0, len(trials) - 1) else ""
-                )
-            rows.append([
-                f"`{method}`", f"`{trial.get('label', '')}`",
-                "–" if mean is None else f"{mean:.2f}", mark,
-            ])  # fmt: skip
-    return lines + _table(["method", "trial", f"held-out {metric}", "chosen"], rows,
-                          ["l", "l", "r", "l"])  # fmt: skip
-
-
-def _commands(results: dict, runs: dict[str, dict[str, list[RunRecord]]]) -> list[str]:
-    lines = ["## Commands", ""]
-    if results["invocations"]:
-        lines += ["```bash", *(i["command"] for i in results["invocations"]), "```", ""]
-    run_commands = []
+def _run_commands(runs: dict[str, dict[str, list[RunRecord]]]) -> list[str]:
+    commands = []
     for methods in runs.values():
         for records in methods.values():
             for r in records:
                 file = r.path / "command.txt"
                 if file.is_file():
-                    run_commands += file.read_text(errors="replace").strip().splitlines()
+                    commands += file.read_text(errors="replace").strip().splitlines()
+    return commands
+
+
+def _published_commands(report: Path) -> list[str]:
+    """The per-run training commands listed in an existing ``report.md``'s ``<details>``."""
+    if not report.is_file():
+        return []
+    text = report.read_text(errors="replace")
+    start = text.find("<details>", text.find("## Commands"))
+    if start < 0:
+        return []
+    block = text[start : text.find("</details>", start)]
+    return [line for line in block.splitlines() if line.startswith("semantic-anchors ")]
+
+
+def _commands(results: dict, run_commands: list[str]) -> list[str]:
+    lines = ["## Commands", ""]
+    if results["invocations"]:
+        lines += ["```bash", *(i["command"] for i in results["invocations"]), "```", ""]
     if run_commands:
         lines += [
             f"<details><summary>the {len(run_commands)} training command(s) run</summary>",
@@ -295,22 +151,141 @@ def _commands(results: dict, runs: dict[str, dict[str, list[RunRecord]]]) -> lis
     return lines
 
 
-def _diagnostics_sentence(runs: dict[str, dict[str, list[RunRecord]]]) -> str:
-    """Says how many validation images the diagnostics used, per dataset (nothing if none ran)."""
+def _diagnostics_images(runs: dict[str, dict[str, list[RunRecord]]]) -> dict[str, list[int]]:
+    """Per dataset, the numbers of validation images the diagnostics used."""
     counts: dict[str, set[int]] = {}
     records = [r for methods in runs.values() for rs in methods.values() for r in rs]
     for record in records:
         if record.diagnostics is not None and record.diagnostics.get("num_images") is not None:
             counts.setdefault(record.dataset, set()).add(int(record.diagnostics["num_images"]))
-    if not counts:
+    return {name: sorted(seen) for name, seen in counts.items()}
+
+
+def _diagnostics_sentence(images: dict[str, list[int]]) -> str:
+    """Says how many validation images the diagnostics used, per dataset (nothing if none ran)."""
+    if not images:
         return ""
-    parts = [
-        f"`{name}`: {', '.join(str(n) for n in sorted(seen))}" for name, seen in counts.items()
-    ]
+    parts = [f"`{name}`: {', '.join(str(n) for n in seen)}" for name, seen in images.items()]
     return (
         " Diagnostics are in feature units, measured on the first validation images of each run "
         f"(images used: {'; '.join(parts)}; see `docs/bench.md`)."
     )
+
+
+def _provenance_lines(results: dict) -> list[str]:
+    """Which code trained the runs, whether today's code was checked to reproduce them, and the
+    report that supersedes this one."""
+    lines = []
+    if results.get("superseded_by"):
+        link = results["superseded_by"]
+        lines += [f"**Superseded** by [{link['title']}]({link['path']}): {link['why']}", ""]
+    code = results.get("code")
+    text = describe_code(code) if code is not None else "not recorded (an earlier report)"
+    lines.append(f"Code: {text}.")
+    check = results.get("reproduction")
+    if check:
+        run = f"`{check['dataset']}/{check['method']}/seed{check['seed']}`"
+        where = f"commit {str(check.get('commit'))[:10]}, {check.get('date', '')}"
+        if check["equal"]:
+            lines.append(f"Reproduction check ({where}): {run} re-run with its command, bit-equal.")
+        else:
+            key = next(iter(check["published"]), None)
+            diff = ""
+            if key is not None and check["now"].get(key) is not None:
+                diff = (
+                    f" ({key} {check['published'][key]:.2f} published, {check['now'][key]:.2f} now)"
+                )
+            lines.append(
+                f"Reproduction check ({where}): {run} re-run with its command gives other numbers"
+                f"{diff}: **today's code does not reproduce this report**; it is kept as the "
+                "record of the code that produced it until the suite is re-run."
+            )
+    return [*lines, ""]
+
+
+_STATS = (
+    "Numbers are mean ± sample standard deviation (ddof = 1) over seeds; rates are percentages. "
+    "Bold in the results: the best mean of a column. Against the baseline, every difference is "
+    "taken seed by seed (same initialisation and data order), with the 95 % t-interval of its "
+    'mean; "significantly" ahead or behind only where that interval excludes 0 (the Δ is then '
+    'bold). With few seeds the interval is wide: a verdict that includes 0 means "not shown", '
+    'not "no effect".'
+)
+
+
+def _render(
+    results: dict, report_dir: Path, plot_lists: dict[str, list[tuple[str, Path]]],
+    run_commands: list[str],
+) -> Path:  # fmt: skip
+    lines = [f"# Benchmark `{results['suite']}`", ""]
+    if results["description"]:
+        lines += [results["description"].strip(), ""]
+    lines += _provenance_lines(results)
+    images = results.get("diagnostics_images") or {}
+    lines += [_STATS + _diagnostics_sentence(images), ""]
+    computed = results.get("diagnostics_computed")
+    for dataset, ds in results["datasets"].items():
+        recipe = f", recipe `{ds['recipe']}`" if ds.get("recipe") else ""
+        lines += [
+            f"## `{dataset}`"
+            + (f" ({ds['task']}{recipe}, {ds['steps']} steps)" if ds["task"] else ""),
+            "",
+        ]
+        if not ds["methods"] or ds["task"] is None:
+            lines += ["No finished run yet.", ""]
+            continue
+        lines += ["### Results", "", *overall_section(ds), ""]
+        tuning = tuning_section(results.get("tuning") or {}, dataset)
+        if tuning:
+            lines += [*tuning, ""]
+        paired = baseline_section(ds)
+        if paired:
+            lines += [
+                "### Against the baseline, seed by seed", "",
+                "Mean ± std over seeds of the difference from the baseline run with the same "
+                "seed; the 95 % t-interval of the mean difference of the first metric; seeds won "
+                "(the method's first metric higher); the verdict that interval allows.", "",
+                *paired, "",
+            ]  # fmt: skip
+        lines += ["### Per seed", "", *per_seed_section(ds), ""]
+        lines += ["### Per class, most frequent first (mean over seeds)", ""]
+        lines += [*per_class_section(ds), ""]
+        has_diagnostics = any(m["diagnostics_runs"] for m in ds["methods"].values())
+        lines += [
+            "### Representation diagnostics", "",
+            "Compactness: mean squared distance of a feature to its class centre; centre "
+            "distances: Euclidean, between class centres; Fisher ratio: between-class over "
+            "within-class scatter (scale-free, larger = better separated). Gate open: fraction of "
+            "logged training steps in which SAR's gate was open.", "",
+            *diagnostics_section(ds, has_diagnostics if computed is None else computed), "",
+        ]  # fmt: skip
+        consistency = consistency_section(ds)
+        if consistency:
+            lines += [
+                "### Class-relationship consistency across seeds", "",
+                "Pearson correlation of the pairwise class-centre distances of two seeds, "
+                "averaged over seed pairs (1 = every seed agrees on which classes are close). "
+                "The paper's Fig. 1 claim: semantic anchors keep the class relationships stable "
+                "across runs where prototypes (class centres) do not.", "",
+                *consistency, "",
+            ]  # fmt: skip
+        plot_list = plot_lists.get(dataset) or []
+        if plot_list:
+            lines += ["### Plots", ""]
+            for label, path in plot_list:
+                rel = path.relative_to(report_dir).as_posix()
+                lines += [f"**{label}**", "", f"![{dataset} {label}]({rel})", ""]
+    lines += _commands(results, run_commands)
+    report = report_dir / "report.md"
+    report.write_text("\n".join(lines).rstrip() + "\n")
+    (report_dir / "results.json").write_text(
+        json.dumps(_finite(results), indent=2, default=_json_default, allow_nan=False)
+    )
+    with open(report_dir / "results.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["dataset", "method", "section", "metric", "mean", "std", "n"])
+        writer.writerows(_csv_rows(results))
+    return report
 
 
 def write_report(
@@ -355,84 +330,64 @@ def write_report(
         bench_dir, diagnostics=diagnostics, recompute=recompute, max_images=max_images,
         samples_per_class=samples_per_class, echo=echo,
     )  # fmt: skip
+    results["diagnostics_computed"] = diagnostics
+    results["diagnostics_images"] = _diagnostics_images(runs)
     report_dir.mkdir(parents=True, exist_ok=True)
     if plots and importlib.util.find_spec("matplotlib") is None:
         plots = False
         if echo is not None:
             echo("matplotlib is not installed: the report has no plots (pip install matplotlib)")
-    lines = [f"# Benchmark `{results['suite']}`", ""]
-    if results["description"]:
-        lines += [results["description"].strip(), ""]
-    lines += [
-        "Numbers are mean ± sample standard deviation (ddof = 1) over seeds; rates are "
-        "percentages. Bold: the best mean of a column." + _diagnostics_sentence(runs), "",
-    ]  # fmt: skip
+    plot_lists = {}
+    if plots:
+        for dataset, ds in results["datasets"].items():
+            if ds["methods"] and ds["task"] is not None:
+                plot_lists[dataset] = _plots(
+                    dataset, ds, runs[dataset], report_dir / "plots", embedding
+                )
+    return _render(results, report_dir, plot_lists, _run_commands(runs))
+
+
+def rerender_report(report_dir: str | Path, **changes: Any) -> Path:
+    """Write ``REPORT_DIR/report.md`` (and ``results.csv``) again from ``results.json`` alone.
+
+    The plots already in ``REPORT_DIR/plots`` and the per-run commands of the old ``report.md``
+    are kept; ``changes`` are set in ``results.json`` first (e.g. ``superseded_by``,
+    ``reproduction``, ``description``). The numbers are the ones ``results.json`` holds: nothing
+    is recomputed.
+
+    Raises:
+        FileNotFoundError: ``REPORT_DIR/results.json`` does not exist.
+    """
+    report_dir = Path(report_dir)
+    file = report_dir / "results.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no results.json to render (run `report` on a bench)")
+    results = _restore_nan(json.loads(file.read_text()))
+    results.update(changes)
+    commands = [
+        p["command"] for ds in results["datasets"].values() for m in ds["methods"].values()
+        for p in (m.get("runs") or {}).values() if p.get("command")
+    ] or _published_commands(report_dir / "report.md")  # fmt: skip
+    plot_lists: dict[str, list[tuple[str, Path]]] = {}
     for dataset, ds in results["datasets"].items():
-        recipe = f", recipe `{ds['recipe']}`" if ds.get("recipe") else ""
-        lines += [
-            f"## `{dataset}`"
-            + (f" ({ds['task']}{recipe}, {ds['steps']} steps)" if ds["task"] else ""),
-            "",
+        metric = "IoU" if ds.get("task") == "segmentation" else "accuracy"
+        found = [
+            (label.format(metric=metric), report_dir / "plots" / f"{dataset}-{suffix}.png")
+            for label, suffix in _PLOT_FILES
         ]
-        if not ds["methods"] or ds["task"] is None:
-            lines += ["No finished run yet.", ""]
-            continue
-        lines += ["### Results", "", *_overall_section(ds), ""]
-        tuning = _tuning_section(results.get("tuning") or {}, dataset)
-        if tuning:
-            lines += [*tuning, ""]
-        paired = _baseline_section(ds)
-        if paired:
-            lines += [
-                "### Against the baseline, seed by seed", "",
-                "Difference from the baseline run with the same seed (same initialisation of the "
-                "model and the same data order), mean ± std over seeds. Wins: seeds on which the "
-                "method's overall metric is higher. Then whether the size of the mean difference "
-                "is larger than its std, and the 95 % t-interval of the mean paired difference "
-                "(starred when it excludes 0; with few seeds it is wide).", "",
-                *paired, "",
-            ]  # fmt: skip
-        lines += [
-            "### Per class, most frequent first (mean over seeds)",
-            "",
-            *_per_class_section(ds),
-            "",
-        ]
-        lines += [
-            "### Representation diagnostics", "",
-            "Compactness: mean squared distance of a feature to its class centre; centre "
-            "distances: Euclidean, between class centres; Fisher ratio: between-class over "
-            "within-class scatter (scale-free, larger = better separated). Gate open: fraction of "
-            "logged training steps in which SAR's gate was open.", "",
-            *_diagnostics_section(ds, diagnostics), "",
-        ]  # fmt: skip
-        consistency = _consistency_section(ds)
-        if consistency:
-            lines += [
-                "### Class-relationship consistency across seeds", "",
-                "Pearson correlation of the pairwise class-centre distances of two seeds, "
-                "averaged over seed pairs (1 = every seed agrees on which classes are close). "
-                "The paper's Fig. 1 claim: semantic anchors keep the class relationships stable "
-                "across runs where prototypes (class centres) do not.", "",
-                *consistency, "",
-            ]  # fmt: skip
-        if plots:
-            plot_list = _plots(dataset, ds, runs[dataset], report_dir / "plots", embedding)
-            lines += ["### Plots", ""]
-            for label, path in plot_list:
-                rel = path.relative_to(report_dir).as_posix()
-                lines += [f"**{label}**", "", f"![{dataset} {label}]({rel})", ""]
-    lines += _commands(results, runs)
-    report = report_dir / "report.md"
-    report.write_text("\n".join(lines).rstrip() + "\n")
-    (report_dir / "results.json").write_text(
-        json.dumps(_finite(results), indent=2, default=_json_default, allow_nan=False)
-    )
-    with open(report_dir / "results.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["dataset", "method", "section", "metric", "mean", "std", "n"])
-        writer.writerows(_csv_rows(results))
-    return report
+        plot_lists[dataset] = [(label, path) for label, path in found if path.is_file()]
+    return _render(results, report_dir, plot_lists, commands)
+
+
+def _restore_nan(value: Any, key: str = "") -> Any:
+    """The inverse of :func:`_finite` where NaN is meant: summary statistics and per-class lists."""
+    if isinstance(value, dict):
+        return {k: _restore_nan(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_nan(v, key) for v in value]
+    if value is None and key in ("mean", "std", "ci95"):
+        return math.nan
+    return value
 
 
 def _finite(value: Any) -> Any:

@@ -50,6 +50,21 @@ class Reproduction:
     def equal(self) -> bool:
         return not self.error and all(self.now.get(k) == v for k, v in self.published.items())
 
+    def record(self) -> dict:
+        """The check as a published report records it (``results.json["reproduction"]``)."""
+        import datetime as dt
+
+        from semantic_anchors._provenance import code_version
+
+        version = code_version()
+        return {
+            "dataset": self.dataset, "method": self.method, "seed": self.seed,
+            "command": self.command, "threads": self.threads, "equal": self.equal,
+            "published": self.published, "now": self.now, "error": self.error,
+            "commit": version["commit"], "dirty": version["dirty"],
+            "date": dt.date.today().isoformat(),
+        }  # fmt: skip
+
     def lines(self) -> list[str]:
         """A readable account: one line per metric, then the verdict."""
         head = f"{self.report_dir} {self.dataset}/{self.method}/seed{self.seed}"
