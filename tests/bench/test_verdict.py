@@ -40,3 +40,10 @@ def test_the_words_follow_the_interval():
     assert verdict(summarize_values([])) == "no paired seed"
     assert interval_text(summarize_values([0.3])) == "–"
     assert interval_text(ahead, digits=2).startswith("[+0.") and math.isfinite(ahead["ci95"])
+
+
+def test_a_summary_without_ci95_gets_its_interval_from_its_values():
+    full = summarize_values([2.0, 2.5, 1.5])
+    old = {k: v for k, v in full.items() if k != "ci95"}  # a report from before intervals
+    assert interval(old) == pytest.approx(interval(full))
+    assert verdict(old) == verdict(full)

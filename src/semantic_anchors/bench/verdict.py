@@ -15,10 +15,17 @@ __all__ = ["excludes_zero", "interval", "interval_text", "verdict"]
 
 
 def interval(summary: dict[str, Any]) -> tuple[float, float] | None:
-    """``(lo, hi)`` of the 95 % t-interval of a :func:`summarize_values` summary; None below
-    two values (no interval)."""
+    """``(lo, hi)`` of the 95 % t-interval of a :func:`summarize_values` summary (computed from
+    its ``values`` where it has no ``ci95``, as in reports written before intervals were); None
+    below two values (no interval)."""
+    if summary.get("n", 0) < 2:
+        return None
     half = summary.get("ci95")
-    if summary.get("n", 0) < 2 or half is None or not math.isfinite(half):
+    if (half is None or not math.isfinite(half)) and len(summary.get("values") or []) >= 2:
+        from semantic_anchors.bench.results import summarize_values
+
+        half = summarize_values(summary["values"])["ci95"]
+    if half is None or not math.isfinite(half):
         return None
     return summary["mean"] - half, summary["mean"] + half
 
