@@ -300,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="re-evaluate a run folder or a checkpoint")
     p.add_argument("path", type=Path, help="run folder or .ckpt file")
-    _add_set_option(p, "override config keys, e.g. eval.mode=slide")
+    _add_set_option(
+        p, "override config keys, e.g. eval.mode=slide eval.crop_size=480 eval.stride=320"
+    )
     p.add_argument("--json", type=Path, help="also write the metrics here")
     p.set_defaults(func=_cmd_eval)
 
