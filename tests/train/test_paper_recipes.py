@@ -17,6 +17,7 @@ WRITERS = {
     "ade20k": lambda root: write_ade20k(root, size=(64, 96)),
     "pascal-context-59": lambda root: write_pascal_context(root, size=(64, 96)),
     "cifar100-lt": lambda root: write_cifar100(root, train_per_class=2),
+    "synthlt": lambda root: None,  # generated in memory (synthlt-segformer-quick): nothing to write
 }
 
 
