@@ -13,19 +13,23 @@ reported runs with the chosen values (see :func:`select_trials`).
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from semantic_anchors.bench._processes import execute_all
+from semantic_anchors.bench.lock import bench_lock
 from semantic_anchors.bench.reuse import RunIndex, config_key
-from semantic_anchors.bench.specs import RunResult, RunSpec, cpu_cores
+from semantic_anchors.bench.specs import (
+    RunResult,
+    RunSpec,
+    cpu_cores,
+    record_invocation,
+    summarize,
+)
 from semantic_anchors.bench.suite import RUN_REFERENCE, Suite, evaluate_expression, split_derived
 from semantic_anchors.bench.tuning import (
     expand_tuning_runs,
@@ -33,7 +37,6 @@ from semantic_anchors.bench.tuning import (
     tuning_run_dir,
     write_selection,
 )
-from semantic_anchors.train.divergence import read_divergence
 from semantic_anchors.train.runfolder import folder_state
 
 __all__ = [
@@ -203,12 +206,23 @@ def run_suite(
 
     Raises:
         ValueError / FileNotFoundError: a bad recipe, override or ``${...}`` expression.
+        BenchBusy: another bench process is training in ``out_dir``.
     """
     echo = echo or print
     jobs = cpu_cores() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs: expected an int >= 1, received {jobs}")
     out_dir = Path(out_dir)
+    if not dry_run:
+        with bench_lock(out_dir):  # two benches in one folder would train the same runs
+            return _run_suite(suite, out_dir, jobs, dry_run, echo, reuse_from)
+    return _run_suite(suite, out_dir, jobs, dry_run, echo, reuse_from)
+
+
+def _run_suite(
+    suite: Suite, out_dir: Path, jobs: int, dry_run: bool, echo: Callable[[str], None],
+    reuse_from: tuple[str | Path, ...],
+) -> list[RunResult]:  # fmt: skip
     index = RunIndex([*reuse_from, *([out_dir] if out_dir.is_dir() else [])])
     tuning: list[RunResult] = []
     chosen: dict[tuple[str, str], int] = {}
@@ -378,58 +392,3 @@ def _run_main(
         execute_all(suite.name, wave, jobs, threads, results)
         _finish_copies(copies, results, index, dry_run)
     return [results[s.key] for s in specs]
-
-
-def summarize(results: list[RunResult]) -> str:
-    """A plain-text summary: counts, then each failure with the end of its stderr."""
-    counts: dict[str, int] = {}
-    for result in results:
-        counts[result.status] = counts.get(result.status, 0) + 1
-    order = ("trained", "resumed", "reused", "skipped", "planned", "pending", "failed")
-    lines = [", ".join(f"{counts[k]} {k}" for k in order if k in counts)]
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        lines.append(f"{len(failed)} run(s) failed:")
-        for result in failed:
-            if not result.command:  # never started (every started run records its command)
-                lines.append(f"  {result.spec.key}: not run: {result.error_tail}")
-                continue
-            last = [line for line in result.error_tail.splitlines() if line.strip()][-3:]
-            diverged = read_divergence(result.spec.run_dir)
-            if diverged:
-                head = f"diverged at step {diverged['step']}"
-            else:
-                head = f"return code {result.returncode}"
-            lines.append(f"  {result.spec.key}: {head}, {result.spec.run_dir / 'error.log'}")
-            lines.extend(f"    | {line}" for line in last)
-    return "\n".join(lines)
-
-
-def record_invocation(suite: Suite, out_dir: str | Path, command: str) -> None:
-    """Write ``DIR/suite.yaml`` (the suite as run) and append ``command`` to ``DIR/bench.json``.
-
-    Raises:
-        ValueError: ``out_dir`` already holds a bench of another suite.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    suite_file = out_dir / "suite.yaml"
-    if suite_file.is_file():
-        previous = (yaml.safe_load(suite_file.read_text()) or {}).get("name")
-        if previous not in (None, suite.name):
-            raise ValueError(
-                f"--out {out_dir} holds a bench of suite {previous!r}, not {suite.name!r}; "
-                f"choose another --out"
-            )
-    suite_file.write_text(yaml.safe_dump(suite.to_dict(), sort_keys=False))
-    info_file = out_dir / "bench.json"
-    info: dict[str, Any] = {"suite": suite.name, "invocations": []}
-    if info_file.is_file():
-        info = json.loads(info_file.read_text())
-    info["suite"] = suite.name
-    if suite.path is not None:
-        info["suite_file"] = str(suite.path)
-    info.setdefault("invocations", []).append(
-        {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command}
-    )
-    info_file.write_text(json.dumps(info, indent=2))
