@@ -19,7 +19,9 @@ from pathlib import Path
 
 from _paired import cell, mean, paired, runs
 
+from semantic_anchors.bench.provenance import code_summary, describe_code, run_provenance
 from semantic_anchors.bench.results import read_metrics
+from semantic_anchors.bench.verdict import verdict
 
 TABLES = {
     "tab3": {
@@ -74,16 +76,34 @@ def build(table: dict, bench: Path) -> tuple[list[str], dict]:
     for label, where in table["cells"].items():
         cells = " | ".join(mean(values[label], k) for k in keys)
         lines.append(f"| {label} | `{where}` | {len(values[label])} | {cells} |")
-    lines += ["", "Seed-by-seed differences, mean [95 % t-interval] (* excludes 0):", "",
-              "| comparison | " + " | ".join(f"Δ {k}" for k in keys) + " | wins |",
-              "|---|" + "---:|" * (len(keys) + 1)]  # fmt: skip
+    lines += ["", "Seed-by-seed differences, mean [95 % t-interval] (* excludes 0); the verdict "
+              f"is worded by the {keys[0]} interval alone (\"significantly\" only where it excludes "
+              "0):", "",
+              "| comparison | " + " | ".join(f"Δ {k}" for k in keys) + " | wins | verdict |",
+              "|---|" + "---:|" * (len(keys) + 1) + "---|"]  # fmt: skip
     results: dict = {"cells": {k: {s: m for s, m in v.items()} for k, v in values.items()}}
     for a, b in table["pairs"]:
         diffs = {k: paired(values[a], values[b], k) for k in keys}
         results.setdefault("pairs", {})[f"{a} - {b}"] = diffs
         first = diffs[keys[0]]
         lines.append(f"| {a} − {b} | " + " | ".join(cell(diffs[k]) for k in keys)
-                     + f" | {first['wins']} of {len(first['seeds'])} |")  # fmt: skip
+                     + f" | {first['wins']} of {len(first['seeds'])} | {verdict(first)} |")  # fmt: skip
+    seeds = sorted({s for v in values.values() for s in v})
+    lines += ["", f"Per seed, {keys[0]}:", "",
+              "| cell | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|" + "---:|" * len(seeds)]  # fmt: skip
+    for label, per_seed in values.items():
+        lines.append(f"| {label} | " + " | ".join(
+            f"{per_seed[s][keys[0]]:.2f}" if s in per_seed else "–" for s in seeds) + " |")  # fmt: skip
+    for a, b in table["pairs"]:
+        d = dict(zip(results["pairs"][f"{a} - {b}"][keys[0]]["seeds"],
+                     results["pairs"][f"{a} - {b}"][keys[0]]["values"], strict=False))  # fmt: skip
+        lines.append(f"| Δ {a} − {b} | " + " | ".join(
+            f"{d[s]:+.2f}" if s in d else "–" for s in seeds) + " |")  # fmt: skip
+    code = code_summary([run_provenance(r) for label, where in table["cells"].items()
+                         for r in runs(bench, *where.split("/")).values()])  # fmt: skip
+    results["code"] = code
+    lines += ["", f"Code: {describe_code(code)}."]
     return lines, results
 
 
