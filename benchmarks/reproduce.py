@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from semantic_anchors.bench.report import rerender_report
 from semantic_anchors.bench.reproduce import reproduce_run
+from semantic_anchors.bench.rerender import rerender_report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -185,7 +185,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from semantic_anchors.bench import write_report
 
     if args.rerender:
-        from semantic_anchors.bench.report import rerender_report
+        from semantic_anchors.bench.rerender import rerender_report
 
         print(f"report: {rerender_report(args.dir)}")
         return 0

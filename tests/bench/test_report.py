@@ -238,7 +238,7 @@ def test_a_diverged_run_is_reported_as_such_not_as_a_missing_seed(tmp_path):
 
 
 def test_a_published_report_rerenders_from_its_results_json_alone(tmp_path):
-    from semantic_anchors.bench.report import rerender_report
+    from semantic_anchors.bench.rerender import rerender_report
 
     fabricate_bench(tmp_path / "bench", methods=("none", "sar"), seeds=(0, 1, 2))
     published = tmp_path / "published"
@@ -258,7 +258,7 @@ def test_a_published_report_rerenders_from_its_results_json_alone(tmp_path):
 
 
 def test_the_report_names_the_code_and_the_reproduction_check(tmp_path):
-    from semantic_anchors.bench.report import rerender_report
+    from semantic_anchors.bench.rerender import rerender_report
 
     fabricate_bench(tmp_path, methods=("none", "sar"), seeds=(0, 1))
     for run in (tmp_path / "runs").rglob("seed*"):

@@ -2,8 +2,8 @@
 
 ``write_report(DIR)`` can be run at any time (also on a partly finished bench): it reads the run
 folders, computes or reuses the cached diagnostics, and rewrites the report.
-``rerender_report(REPORT_DIR)`` writes a published report's ``report.md`` again from its
-``results.json`` alone (no run folders needed), keeping its plots and training commands.
+:func:`semantic_anchors.bench.rerender.rerender_report` writes a published report again from its
+``results.json`` alone.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from semantic_anchors.bench.report_tables import (
 )
 from semantic_anchors.bench.results import RunRecord, build_results
 
-__all__ = ["rerender_report", "write_report"]
+__all__ = ["write_report"]
 
 # The plots of a dataset: (label, file suffix); the first label takes the per-class metric name.
 _PLOT_FILES = (
@@ -125,18 +125,6 @@ def _run_commands(runs: dict[str, dict[str, list[RunRecord]]]) -> list[str]:
                 if file.is_file():
                     commands += file.read_text(errors="replace").strip().splitlines()
     return commands
-
-
-def _published_commands(report: Path) -> list[str]:
-    """The per-run training commands listed in an existing ``report.md``'s ``<details>``."""
-    if not report.is_file():
-        return []
-    text = report.read_text(errors="replace")
-    start = text.find("<details>", text.find("## Commands"))
-    if start < 0:
-        return []
-    block = text[start : text.find("</details>", start)]
-    return [line for line in block.splitlines() if line.startswith("semantic-anchors ")]
 
 
 def _commands(results: dict, run_commands: list[str]) -> list[str]:
@@ -345,49 +333,6 @@ def write_report(
                     dataset, ds, runs[dataset], report_dir / "plots", embedding
                 )
     return _render(results, report_dir, plot_lists, _run_commands(runs))
-
-
-def rerender_report(report_dir: str | Path, **changes: Any) -> Path:
-    """Write ``REPORT_DIR/report.md`` (and ``results.csv``) again from ``results.json`` alone.
-
-    The plots already in ``REPORT_DIR/plots`` and the per-run commands of the old ``report.md``
-    are kept; ``changes`` are set in ``results.json`` first (e.g. ``superseded_by``,
-    ``reproduction``, ``description``). The numbers are the ones ``results.json`` holds: nothing
-    is recomputed.
-
-    Raises:
-        FileNotFoundError: ``REPORT_DIR/results.json`` does not exist.
-    """
-    report_dir = Path(report_dir)
-    file = report_dir / "results.json"
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no results.json to render (run `report` on a bench)")
-    results = _restore_nan(json.loads(file.read_text()))
-    results.update(changes)
-    commands = [
-        p["command"] for ds in results["datasets"].values() for m in ds["methods"].values()
-        for p in (m.get("runs") or {}).values() if p.get("command")
-    ] or _published_commands(report_dir / "report.md")  # fmt: skip
-    plot_lists: dict[str, list[tuple[str, Path]]] = {}
-    for dataset, ds in results["datasets"].items():
-        metric = "IoU" if ds.get("task") == "segmentation" else "accuracy"
-        found = [
-            (label.format(metric=metric), report_dir / "plots" / f"{dataset}-{suffix}.png")
-            for label, suffix in _PLOT_FILES
-        ]
-        plot_lists[dataset] = [(label, path) for label, path in found if path.is_file()]
-    return _render(results, report_dir, plot_lists, commands)
-
-
-def _restore_nan(value: Any, key: str = "") -> Any:
-    """The inverse of :func:`_finite` where NaN is meant: summary statistics and per-class lists."""
-    if isinstance(value, dict):
-        return {k: _restore_nan(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_restore_nan(v, key) for v in value]
-    if value is None and key in ("mean", "std", "ci95"):
-        return math.nan
-    return value
 
 
 def _finite(value: Any) -> Any:
