@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from . import hf
+from . import hf_common
 from ._validation import check_features, check_images, check_int
 from .output import ModelOutput
 from .registry import inherit_signature, register_model
@@ -159,14 +159,14 @@ def build_hf_classifier(
         image_size: ViT's position-embedding grid (other sizes are interpolated); unused by
             ConvNeXt.
         pretrained: a local ``save_pretrained`` folder (see
-            :func:`semantic_anchors.models.hf.build_hf_model`).
+            :func:`semantic_anchors.models.hf_common.build_hf_model`).
         config_overrides: more ``ViTConfig`` / ``ConvNextConfig`` fields.
 
     Raises:
         ValueError / TypeError: bad arguments (named in the message).
         FileNotFoundError: ``pretrained`` is not a directory.
     """
-    transformers = hf.import_transformers()
+    transformers = hf_common.import_transformers()
     family, sizes = _ARCHITECTURES[architecture]
     defaults: dict[str, Any] = {
         **sizes,
@@ -179,8 +179,8 @@ def build_hf_classifier(
     else:
         config_class = transformers.ConvNextConfig
         model_class = transformers.ConvNextForImageClassification
-    config = hf.make_config(config_class, defaults, config_overrides, "config_overrides")
-    return HFImageClassifier(hf.build_hf_model(model_class, config, pretrained))
+    config = hf_common.make_config(config_class, defaults, config_overrides, "config_overrides")
+    return HFImageClassifier(hf_common.build_hf_model(model_class, config, pretrained))
 
 
 @register_model(task="classification")

@@ -8,8 +8,9 @@
   HFUperNet, build_upernet`` keeps working).
 
 Each adapter holds the HF model as ``hf_model`` (keys unchanged); ``pretrained=`` is a local
-``save_pretrained`` folder (see :func:`semantic_anchors.models.hf.build_hf_model`). Registered
-when :mod:`semantic_anchors.models.hf` is imported; ``transformers`` is imported in the builders.
+``save_pretrained`` folder (see :func:`semantic_anchors.models.hf_common.build_hf_model`).
+Registered when :mod:`semantic_anchors.models.hf` is imported; ``transformers`` is imported in
+the builders.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import hf
+from . import hf_common
 from ._validation import check_int
 from .hf_dense import HFDenseSegmentor
 from .hf_upernet import (
@@ -125,14 +126,14 @@ def build_segformer(
         variant: MiT size.
         num_classes: classes (``config.num_labels``).
         in_channels: image channels (``config.num_channels``).
-        pretrained: a local ``save_pretrained`` folder (see :func:`.hf.build_hf_model`).
+        pretrained: a local ``save_pretrained`` folder (see :func:`.hf_common.build_hf_model`).
         config_overrides: more ``SegformerConfig`` fields, e.g. small ``hidden_sizes`` for tests.
 
     Raises:
         ValueError / TypeError: bad arguments (named in the message).
         FileNotFoundError: ``pretrained`` is not a directory.
     """
-    transformers = hf.import_transformers()
+    transformers = hf_common.import_transformers()
     hidden_sizes, depths, decoder = _MIT[variant]
     defaults = {
         "num_labels": check_int("num_classes", num_classes),
@@ -141,11 +142,11 @@ def build_segformer(
         "depths": list(depths),
         "decoder_hidden_size": decoder,
     }
-    config = hf.make_config(
+    config = hf_common.make_config(
         transformers.SegformerConfig, defaults, config_overrides, "config_overrides"
     )
     model_class = transformers.SegformerForSemanticSegmentation
-    return HFSegformer(hf.build_hf_model(model_class, config, pretrained))
+    return HFSegformer(hf_common.build_hf_model(model_class, config, pretrained))
 
 
 @register_model(task="segmentation")
