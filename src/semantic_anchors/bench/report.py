@@ -169,7 +169,7 @@ def _provenance_lines(results: dict) -> list[str]:
         lines += [f"**Superseded** by [{link['title']}]({link['path']}): {link['why']}", ""]
     code = results.get("code")
     text = describe_code(code) if code is not None else "not recorded (an earlier report)"
-    lines.append(f"Code: {text}.")
+    lines += [f"Code: {text}.", ""]
     check = results.get("reproduction")
     if check:
         run = f"`{check['dataset']}/{check['method']}/seed{check['seed']}`"
