@@ -216,6 +216,8 @@ def plan(cmd: DocCommand) -> Plan:
         # A dry run only resolves the plan: what the options after training change is moot.
         argv = _drop_options(argv, DRY_RUN_MOOT)
         argv += [] if args.dry_run else ["--dry-run"]
+        for folder in args.reuse_from:  # a finished bench to reuse runs from: the fixture's
+            put(str(folder), "{BENCH}")
     elif args.command == "demo" and args.steps is None:
         argv += ["--steps", "2"]
     return Plan(kind, tuple(argv), cmd.expected, stage1=stage1)
