@@ -1,7 +1,7 @@
 """Config validation: the type and range of every key of a resolved config.
 
 :func:`validate_config` checks a whole config (as :func:`~semantic_anchors.train.config.load_config`
-returns it) against the schema dataclasses of :mod:`semantic_anchors.train.config`: the type from
+returns it) against the schema dataclasses of :mod:`semantic_anchors.train.schema`: the type from
 their annotations, then the range of each fixed key. It is fast and pure, and a bad value is a
 one-line ``ValueError`` naming the dotted key, the value and what is allowed.
 """
@@ -14,7 +14,7 @@ import types
 import typing
 from typing import Any
 
-from semantic_anchors.train.config import OPEN_SECTIONS, SECTIONS, TOP_LEVEL, _unknown
+from semantic_anchors.train.schema import OPEN_SECTIONS, SECTIONS, TOP_LEVEL, unknown_key_error
 
 __all__ = ["EVAL_MODES", "MAX_SEED", "OPTIMIZERS", "PRECISIONS", "validate_config"]
 
@@ -110,7 +110,7 @@ def validate_config(config: dict) -> dict:
         raise ValueError(f"a config must be a mapping, got {config!r}")
     for key in config:
         if key not in TOP_LEVEL:
-            raise _unknown(key, list(TOP_LEVEL), "")
+            raise unknown_key_error(key, list(TOP_LEVEL), "")
     missing = [key for key in TOP_LEVEL if key not in config]
     sections = [s for s in _TYPES if isinstance(config.get(s), dict)]
     missing += [f"{s}.{k}" for s in sections for k in _TYPES[s] if k not in config[s]]
@@ -129,7 +129,7 @@ def validate_config(config: dict) -> dict:
         _check(isinstance(values, dict), section, values, "a mapping")
         for key in values:
             if key not in hints:
-                raise _unknown(key, list(hints), f"{section}.")
+                raise unknown_key_error(key, list(hints), f"{section}.")
         for key, tp in hints.items():
             _check_type(f"{section}.{key}", values[key], tp)
     for section in OPEN_SECTIONS:
