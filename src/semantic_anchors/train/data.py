@@ -2,90 +2,30 @@
 
 That is what makes a resumed run identical to a straight one: the training batch of step ``k`` on
 rank ``r`` is computed from the seed, ``k`` and ``r`` alone, and every sample's augmentation is
-seeded from its position in the stream, not from a worker's history.
+seeded from its position in the stream, not from a worker's history. The batch samplers are in
+:mod:`semantic_anchors.train.sampling` (``StepBatchSampler`` and ``ShardSampler`` are re-exported
+here).
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from semantic_anchors.data import build_dataset, build_transforms
+from semantic_anchors.train.sampling import (
+    ClassBalancedBatchSampler,
+    ShardSampler,
+    StepBatchSampler,
+)
 
 __all__ = ["AnchorDataModule", "SeededDataset", "ShardSampler", "StepBatchSampler"]
-
-
-class StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Endless training batches; batch ``k`` of rank ``r`` depends only on ``(seed, k, r)``.
-
-    The stream of positions ``0, 1, 2, ...`` walks through a fresh permutation of the dataset per
-    pass; each rank takes its own contiguous slice of every global batch. Items are
-    ``(dataset index, sample seed)``.
-
-    Args:
-        num_items: dataset length.
-        batch_size: per-rank batch size.
-        seed: experiment seed.
-        start_step: a callable returning the step to start from (read when iteration starts,
-            i.e. after a checkpoint was restored).
-    """
-
-    def __init__(
-        self,
-        num_items: int,
-        batch_size: int,
-        seed: int,
-        rank: int = 0,
-        world_size: int = 1,
-        start_step: Callable[[], int] = lambda: 0,
-    ) -> None:
-        if num_items <= 0:
-            raise ValueError(f"the training dataset is empty (num_items={num_items})")
-        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
-        self.rank, self.world_size, self.start_step = rank, world_size, start_step
-        self._perm_cache: dict[int, torch.Tensor] = {}
-
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._perm_cache:
-            self._perm_cache = {epoch: torch.randperm(
-                self.num_items, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            )}  # fmt: skip
-        return self._perm_cache[epoch]
-
-    def batch(self, step: int) -> list[tuple[int, int]]:
-        """The ``(index, sample_seed)`` pairs of training step ``step`` on this rank."""
-        first = (step * self.world_size + self.rank) * self.batch_size
-        out = []
-        for position in range(first, first + self.batch_size):
-            epoch, offset = divmod(position, self.num_items)
-            sample_seed = (self.seed * 1_000_003 + position) % 2**31
-            out.append((int(self._permutation(epoch)[offset]), sample_seed))
-        return out
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        step = int(self.start_step())
-        while True:
-            yield self.batch(step)
-            step += 1
-
-
-class ShardSampler(Sampler[int]):
-    """Evaluation indices ``rank, rank + world, ...``: no padding, so no sample counts twice."""
-
-    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1) -> None:
-        self.indices = list(range(rank, num_items, world_size))
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 class SeededDataset(Dataset):
@@ -187,8 +127,6 @@ class AnchorDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         start = (lambda: trainer.global_step) if trainer is not None else (lambda: 0)
         if self.cfg.get("sampler") == "class-balanced":  # every class equally often (MiSLAS)
-            from semantic_anchors.train.sampling import ClassBalancedBatchSampler
-
             sampler = ClassBalancedBatchSampler(
                 getattr(self.train_set, "targets", None), int(self.cfg["batch_size"]), self.seed,
                 rank, world, start,

@@ -1,25 +1,98 @@
-"""Class-balanced training batches (``data.sampler: class-balanced``), a pure function of the step.
+"""Batch samplers whose order is a pure function of ``(seed, step)``, so a resumed run is exact.
 
-As the class-aware sampler of MiSLAS' code (from Shen et al.'s relay backpropagation): the stream
-visits the classes in a random order, pass after pass (a fresh order each pass), and takes
-``per_class`` consecutive items of the visited class from that class's own random cycle (a fresh
-permutation of its items each time they are used up). Every class is therefore drawn equally
-often whatever its size. Unlike the authors' stateful iterators, the item at stream position
-``p`` is computed from ``(seed, p)`` alone, so a resumed run sees the same batches as a straight
-one (as :class:`~semantic_anchors.train.data.StepBatchSampler`).
+* :class:`StepBatchSampler`: endless training batches, a fresh permutation of the dataset per
+  pass, each rank its own slice of every global batch (the default stream).
+* :class:`ShardSampler`: evaluation indices split over the ranks without padding.
+* :class:`ClassBalancedBatchSampler` (``data.sampler: class-balanced``): every class drawn
+  equally often.
+
+The class-balanced stream is as the class-aware sampler of MiSLAS' code (from Shen et al.'s relay
+backpropagation): it visits the classes in a random order, pass after pass (a fresh order each
+pass), and takes ``per_class`` consecutive items of the visited class from that class's own
+random cycle (a fresh permutation of its items each time they are used up). Every class is
+therefore drawn equally often whatever its size. Unlike the authors' stateful iterators, the item
+at stream position ``p`` is computed from ``(seed, p)`` alone, so a resumed run sees the same
+batches as a straight one (as :class:`StepBatchSampler`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import Sampler
 
-from semantic_anchors.train.data import StepBatchSampler
-
-__all__ = ["ClassBalancedBatchSampler"]
+__all__ = ["ClassBalancedBatchSampler", "ShardSampler", "StepBatchSampler"]
 
 PER_CLASS = 4  # the authors' ClassAwareSampler(num_samples_cls=4)
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Endless training batches; batch ``k`` of rank ``r`` depends only on ``(seed, k, r)``.
+
+    The stream of positions ``0, 1, 2, ...`` walks through a fresh permutation of the dataset per
+    pass; each rank takes its own contiguous slice of every global batch. Items are
+    ``(dataset index, sample seed)``.
+
+    Args:
+        num_items: dataset length.
+        batch_size: per-rank batch size.
+        seed: experiment seed.
+        start_step: a callable returning the step to start from (read when iteration starts,
+            i.e. after a checkpoint was restored).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: Callable[[], int] = lambda: 0,
+    ) -> None:
+        if num_items <= 0:
+            raise ValueError(f"the training dataset is empty (num_items={num_items})")
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.rank, self.world_size, self.start_step = rank, world_size, start_step
+        self._perm_cache: dict[int, torch.Tensor] = {}
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perm_cache:
+            self._perm_cache = {epoch: torch.randperm(
+                self.num_items, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            )}  # fmt: skip
+        return self._perm_cache[epoch]
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        """The ``(index, sample_seed)`` pairs of training step ``step`` on this rank."""
+        first = (step * self.world_size + self.rank) * self.batch_size
+        out = []
+        for position in range(first, first + self.batch_size):
+            epoch, offset = divmod(position, self.num_items)
+            sample_seed = (self.seed * 1_000_003 + position) % 2**31
+            out.append((int(self._permutation(epoch)[offset]), sample_seed))
+        return out
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = int(self.start_step())
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation indices ``rank, rank + world, ...``: no padding, so no sample counts twice."""
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = list(range(rank, num_items, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class ClassBalancedBatchSampler(StepBatchSampler):
