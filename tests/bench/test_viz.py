@@ -109,7 +109,7 @@ def test_training_curves_merge_resumed_logs(tmp_path):
 
 
 def test_smoothing_is_debiased():
-    assert viz._smooth(np.array([3.0, 3.0, 3.0]), 0.9) == pytest.approx([3.0, 3.0, 3.0])
+    assert viz.curves._smooth(np.array([3.0, 3.0, 3.0]), 0.9) == pytest.approx([3.0, 3.0, 3.0])
 
 
 @pytest.mark.slow
