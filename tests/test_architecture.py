@@ -1,0 +1,208 @@
+"""The layout rules of ``src/``: no import circle between modules, no source file over 400 lines.
+
+Read statically with :mod:`ast` (no package module is imported), so the check is fast and runs
+without the optional extras. An import counts when it runs as its module is imported: at module
+level, including inside ``try`` / ``if`` blocks, but not inside a function or under
+``if TYPE_CHECKING:``. A lazy import inside a function is no way around a circle either, so a
+second check counts those too: move what both sides need to the module that owns it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = "semantic_anchors"
+MAX_LINES = 400
+
+
+def _modules(src: Path, package: str) -> dict[str, Path]:
+    """``{dotted module name: file}``; a package is the name of its ``__init__.py``."""
+    out = {}
+    for path in sorted((src / package).rglob("*.py")):
+        parts = list(path.relative_to(src).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(tree: ast.Module, in_functions: bool) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements that run when the module is imported (and, with ``in_functions``,
+    those inside its functions too); never those under ``if TYPE_CHECKING:``."""
+    found = []
+
+    def visit(nodes: list[ast.AST]) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.append(node)
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+            elif in_functions or not isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+            ):
+                visit(list(ast.iter_child_nodes(node)))
+
+    visit(tree.body)
+    return found
+
+
+def import_graph(
+    src: Path = SRC, package: str = PACKAGE, *, in_functions: bool = False
+) -> dict[str, set[str]]:
+    """``{module: the package modules it imports at import time (or also in its functions)}``."""
+    modules = _modules(src, package)
+
+    def known(name: str) -> str | None:  # the module a dotted name lives in
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in _imports(ast.parse(path.read_text(), str(path)), in_functions):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    anchor = here[: len(here) - node.level + 1]
+                    base = ".".join([*anchor, *([node.module] if node.module else [])])
+                # `from pkg import sub` imports the module pkg.sub; `from mod import name`, mod
+                targets = [f"{base}.{alias.name}" for alias in node.names]
+            for target in targets:
+                if target.split(".")[0] == package and (found := known(target)) not in (None, name):
+                    graph[name].add(found)
+    return graph
+
+
+def tangles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative):
+    each module of one imports, directly or not, every other."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(component)
+    return components
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle ``[a, b, ..., a]`` per tangle, starting from its first module by name."""
+    return [_path_through(sorted(c)[0], c, graph) for c in tangles(graph)]
+
+
+def _path_through(start: str, component: set[str], graph: dict[str, set[str]]) -> list[str]:
+    """The shortest circle from ``start`` back to itself inside ``component`` (breadth first)."""
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for child in sorted(graph[node] & component):
+                if child == start:  # back home: walk the path from `node` to `start` backwards
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [*reversed(path), start]
+                if child not in previous:
+                    previous[child] = node
+                    following.append(child)
+        frontier = following
+    raise AssertionError(f"{start} is in no circle of {sorted(component)}")  # pragma: no cover
+
+
+def _listed(graph: dict[str, set[str]]) -> str:
+    lines = []
+    for component in tangles(graph):
+        circle = _path_through(sorted(component)[0], component, graph)
+        lines.append("  " + " -> ".join(circle))
+        if len(component) > len(circle) - 1:
+            lines.append(f"    (one circle of a tangle of {len(component)}: {sorted(component)})")
+    return "\n".join(lines)
+
+
+def test_no_import_circles():
+    graph = import_graph()
+    assert not tangles(graph), (
+        f"import circles in src/{PACKAGE} (module-level imports; move what both sides need to "
+        f"the module that owns it):\n{_listed(graph)}"
+    )
+
+
+def test_no_lazy_import_closes_a_circle():
+    graph = import_graph(in_functions=True)
+    assert not tangles(graph), (
+        f"import circles in src/{PACKAGE} once the imports inside functions are counted: a lazy "
+        f"import that dodges a circle still is one (move what both sides need to the module "
+        f"that owns it):\n{_listed(graph)}"
+    )
+
+
+def test_no_source_file_over_the_limit():
+    over = []
+    for path in _modules(SRC, PACKAGE).values():
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES:
+            over.append(f"  {path.relative_to(SRC.parent)}: {lines} lines")
+    listed = "\n".join(over)
+    assert not over, f"source files over {MAX_LINES} lines (split them by concept):\n{listed}"
+
+
+def test_the_checks_find_what_they_look_for(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "from pkg import a\n",
+        "a.py": "from . import b\n",
+        "b.py": "import os\nfrom .sub.c import thing\n",
+        "sub/__init__.py": "",
+        "sub/c.py": (
+            "from typing import TYPE_CHECKING\n"
+            "try:\n    from ..a import x\nexcept ImportError:\n    pass\n"
+            "if TYPE_CHECKING:\n    from pkg.lazy import y\n"
+        ),
+        "lazy.py": "def f():\n    from pkg.a import x\n",
+    }
+    for name, text in files.items():
+        (package / name).write_text(text)
+    graph = import_graph(tmp_path, "pkg")
+    assert graph["pkg.b"] == {"pkg.sub.c"} and graph["pkg.sub.c"] == {"pkg.a"}
+    assert graph["pkg.lazy"] == set() and graph["pkg"] == {"pkg.a"}
+    assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
+    assert import_graph(tmp_path, "pkg", in_functions=True)["pkg.lazy"] == {"pkg.a"}
+    assert find_cycles({"x": {"y"}, "y": set()}) == []
