@@ -188,7 +188,8 @@ def _provenance_lines(results: dict) -> list[str]:
                 f"{diff}: **today's code does not reproduce this report**; it is kept as the "
                 "record of the code that produced it until the suite is re-run."
             )
-    return [*lines, ""]
+        lines.append("")
+    return lines
 
 
 _STATS = (
