@@ -5,7 +5,7 @@ stage-1 run with a stage-2 run trained from it, so their cells live in different
 suite. This script puts the cells side by side and pairs them seed by seed (mean [95 %
 t-interval], * when it excludes 0):
 
-    semantic-anchors bench paper-tab3 --out runs/bench/paper-tab3
+    semantic-anchors bench paper-tab3 --out runs/bench/paper-tab3 --reuse-from runs/bench/paper-tab5
     python benchmarks/paper_tables.py tab3 --bench runs/bench/paper-tab3 --out docs/results/paper-tab3
     semantic-anchors bench paper-tab10 --out runs/bench/paper-tab10
     python benchmarks/paper_tables.py tab10 --bench runs/bench/paper-tab10 --out docs/results/paper-tab10
