@@ -336,6 +336,10 @@ def _fill(p: Plan, tmp_path: Path, doc_bench: Path, stage1_runs) -> list[str]:
         if "{BENCH}" in token:
             shutil.copytree(doc_bench, tmp_path / "bench", dirs_exist_ok=True)
             token = token.replace("{BENCH}", str(tmp_path / "bench"))
+            if "--rerender" in p.argv:  # a published report folder: one with its results.json
+                from semantic_anchors.bench import write_report
+
+                write_report(tmp_path / "bench", plots=False, diagnostics=False)
         argv.append(token)
     for folder in p.stage1:  # where the documented stage-1 command wrote it
         (tmp_path / folder).parent.mkdir(parents=True, exist_ok=True)
