@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from semantic_anchors.bench.rerender import published_commands
 from semantic_anchors.bench.results import read_metrics
 
 __all__ = ["Reproduction", "recorded_runs", "reproduce_run"]
@@ -86,7 +87,7 @@ def recorded_runs(report_dir: str | Path) -> dict[tuple[str, str, int], str]:
     if not report.is_file():
         raise FileNotFoundError(f"{report}: no report.md (is {report_dir} a published report?)")
     runs: dict[tuple[str, str, int], str] = {}
-    for line in report.read_text().splitlines():
+    for line in published_commands(report):  # the report's own list, as re-rendering reads it
         if not line.startswith("semantic-anchors train "):
             continue
         args = shlex.split(line)

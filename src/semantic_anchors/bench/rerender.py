@@ -13,7 +13,7 @@ from typing import Any
 
 from semantic_anchors.bench.report import _PLOT_FILES, _render
 
-__all__ = ["rerender_report"]
+__all__ = ["published_commands", "rerender_report"]
 
 
 def rerender_report(report_dir: str | Path, **changes: Any) -> Path:
@@ -38,7 +38,7 @@ def rerender_report(report_dir: str | Path, **changes: Any) -> Path:
     commands = [
         p["command"] for ds in results["datasets"].values() for m in ds["methods"].values()
         for p in (m.get("runs") or {}).values() if p.get("command")
-    ] or _published_commands(report_dir / "report.md")  # fmt: skip
+    ] or published_commands(report_dir / "report.md")  # fmt: skip
     plot_lists: dict[str, list[tuple[str, Path]]] = {}
     for dataset, ds in results["datasets"].items():
         metric = "IoU" if ds.get("task") == "segmentation" else "accuracy"
@@ -50,7 +50,7 @@ def rerender_report(report_dir: str | Path, **changes: Any) -> Path:
     return _render(results, report_dir, plot_lists, commands)
 
 
-def _published_commands(report: Path) -> list[str]:
+def published_commands(report: Path) -> list[str]:
     """The per-run training commands listed in an existing ``report.md``'s ``<details>``."""
     if not report.is_file():
         return []
