@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="*", type=Path, help="published report folders")
     parser.add_argument("--all", action="store_true", help="every report under docs/results")
-    parser.add_argument("--run", help="DATASET/METHOD/SEED (default: the first stage-1 run)")
+    parser.add_argument(
+        "--run", help="DATASET/METHOD/SEED, SEED 0 or seed0 (default: the first stage-1 run)"
+    )
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS (default: as recorded)")
     parser.add_argument(
         "--record",
@@ -47,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give report folders or --all")
     which = dict(zip(("dataset", "method", "seed"), (args.run or "").split("/"), strict=False))
     if "seed" in which:
-        which["seed"] = int(which["seed"])
+        seed = which["seed"].removeprefix("seed")  # "0" or the run folder's name "seed0"
+        if not seed.isdigit():
+            parser.error(f"--run: expected DATASET/METHOD/SEED (SEED 0 or seed0), got {args.run!r}")
+        which["seed"] = int(seed)
     ok = True
     for folder in reports:
         rep = reproduce_run(folder, **{k: v for k, v in which.items() if v != ""},

@@ -63,7 +63,7 @@ def test_user_tensor_is_copied_as_float32():
         (
             ("cube", 3, 4),
             ValueError,
-            r"`anchors` must be one of \['normal', 'orthogonal', 'etf', 'text'\], got 'cube'",
+            r"`anchors` must be one of \['etf', 'normal', 'orthogonal', 'text'\], got 'cube'",
         ),
         (("normal", 1, 4), ValueError, r"`num_classes` must be an int >= 2, got 1"),
         (("normal", 3, 0), ValueError, r"`feat_dim` must be an int >= 1, got 0"),

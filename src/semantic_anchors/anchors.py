@@ -13,11 +13,13 @@ import warnings
 
 import torch
 
+from semantic_anchors._registry import Registry
 from semantic_anchors._validation import check_choice, check_finite, check_int
 
-ANCHOR_KINDS = ("normal", "orthogonal", "etf", "text")
+__all__ = ["ANCHORS", "ANCHOR_KINDS", "make_anchors"]
 
-__all__ = ["ANCHOR_KINDS", "make_anchors"]
+# The anchor sources: each builds (C, D) float anchors from (num_classes, feat_dim, generator).
+ANCHORS: Registry = Registry("anchors")
 
 
 def _random_orthonormal_columns(
@@ -60,6 +62,24 @@ def _simplex_etf(
     vertices = basis * (c / (c - 1)) ** 0.5  # (C, C-1), unit rows, cosine -1/(C-1)
     rotation = _random_orthonormal_columns(feat_dim, c - 1, generator).T  # (C-1, D)
     return vertices @ rotation  # (C, D)
+
+
+@ANCHORS.register("normal")
+def _normal(num_classes: int, feat_dim: int, generator: torch.Generator | None) -> torch.Tensor:
+    """I.i.d. standard normal entries (the paper's default)."""
+    return torch.randn(num_classes, feat_dim, generator=generator)  # (C, D)
+
+
+ANCHORS.add("orthogonal", _orthogonal, description="Random orthonormal rows (columns when C > D).")
+ANCHORS.add(
+    "etf", _simplex_etf,
+    description="A randomly rotated simplex equiangular tight frame (needs D >= C - 1).",
+)  # fmt: skip
+ANCHORS.add(
+    "text", None,
+    description="The class names embedded by a local text encoder (the [text] extra); (C, T).",
+)  # fmt: skip
+ANCHOR_KINDS = tuple(ANCHORS.names())
 
 
 def make_anchors(
@@ -128,8 +148,4 @@ def make_anchors(
         from semantic_anchors.text_anchors import text_anchors
 
         return text_anchors(class_names, prompt=prompt, model=text_model, num_classes=num_classes)
-    if kind == "normal":
-        return torch.randn(num_classes, feat_dim, generator=generator)  # (C, D)
-    if kind == "orthogonal":
-        return _orthogonal(num_classes, feat_dim, generator).float()  # (C, D)
-    return _simplex_etf(num_classes, feat_dim, generator).float()  # (C, D)
+    return ANCHORS[kind](num_classes, feat_dim, generator).float()  # (C, D)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from semantic_anchors._registry import check_options, lookup
+from semantic_anchors._registry import Registry
 from semantic_anchors._validation import check_choice, check_int
 from semantic_anchors.models.layers import upsample_like
 from semantic_anchors.models.output import ModelOutput
@@ -174,10 +174,11 @@ class LearnableWeightScaling(nn.Module):
         return self.scale.to(logits.dtype).view(shape) * logits
 
 
-CALIBRATIONS: dict[str, type[nn.Module]] = {
-    "disalign": DisAlignCalibration,
-    "lws": LearnableWeightScaling,
-}
+CALIBRATIONS: Registry[type[nn.Module]] = Registry(
+    "calibration", supplied=("num_classes", "feat_dim", "dense")
+)
+CALIBRATIONS.add("disalign", DisAlignCalibration)
+CALIBRATIONS.add("lws", LearnableWeightScaling)
 
 
 def build_calibration(
@@ -196,8 +197,8 @@ def build_calibration(
         if options:
             raise ValueError(f"calibration 'none' takes no options, got {sorted(options)}")
         return None
-    key, factory = lookup("calibration", name, CALIBRATIONS)
-    check_options("calibration", key, factory, options, ("num_classes", "feat_dim", "dense"))
+    CALIBRATIONS.check_options(name, options)
+    factory = CALIBRATIONS[name]
     return factory(num_classes, feat_dim, dense=dense, **options)
 
 

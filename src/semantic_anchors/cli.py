@@ -103,6 +103,14 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_list(args: argparse.Namespace) -> int:
+    from semantic_anchors.catalog import KINDS, listing
+
+    kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    print("\n\n".join(listing(kind, options=args.options) for kind in kinds))
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from semantic_anchors.train import evaluate
 
@@ -297,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recipes", help="list the shipped recipes and benchmark suites")
     p.set_defaults(func=_cmd_recipes)
+
+    from semantic_anchors.catalog import KINDS
+
+    p = sub.add_parser("list", help="list the registered names of a kind (models, losses, ...)")
+    p.add_argument("kind", choices=[*KINDS, "all"], help="what to list")
+    p.add_argument("--options", action="store_true", help="show each name's options and defaults")
+    p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("eval", help="re-evaluate a run folder or a checkpoint")
     p.add_argument("path", type=Path, help="run folder or .ckpt file")

@@ -2,41 +2,28 @@
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import inspect
 from collections.abc import Callable
 
-__all__ = ["build_dataset", "list_datasets", "register_dataset"]
+from semantic_anchors._registry import Registry
 
-_REGISTRY: dict[str, type] = {}
+__all__ = ["DATASETS", "build_dataset", "list_datasets", "register_dataset"]
+
 _MODULES = ("synthlt", "fashion", "cityscapes", "ade20k", "pascal_context", "cifar", "cub")
+DATASETS: Registry[type] = Registry(
+    "dataset",
+    supplied=("root", "split", "transform"),
+    modules=tuple(f"semantic_anchors.data.datasets.{m}" for m in _MODULES),
+)
 
 
-def _canonical(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
-
-
-def register_dataset(name: str) -> Callable[[type], type]:
-    """Class decorator adding a dataset to the registry under ``name``.
+def register_dataset(name: str, *, description: str | None = None) -> Callable[[type], type]:
+    """Class decorator adding a dataset to :data:`DATASETS` under ``name``.
 
     Raises:
         ValueError: If ``name`` is already registered to another class.
     """
-
-    def decorator(cls: type) -> type:
-        key = _canonical(name)
-        if key in _REGISTRY and _REGISTRY[key] is not cls:
-            raise ValueError(f"dataset name {key!r} is already registered to {_REGISTRY[key]}")
-        _REGISTRY[key] = cls
-        return cls
-
-    return decorator
-
-
-def _populate() -> None:
-    for module in _MODULES:
-        importlib.import_module(f"{__package__}.datasets.{module}")
+    return DATASETS.register(name, description=description)
 
 
 def list_datasets() -> list[str]:
@@ -46,8 +33,7 @@ def list_datasets() -> list[str]:
         >>> "synthlt" in list_datasets()
         True
     """
-    _populate()
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def build_dataset(name: str, root=None, split: str = "train", transform=None, **kwargs):
@@ -79,16 +65,6 @@ def build_dataset(name: str, root=None, split: str = "train", transform=None, **
     """
     if not isinstance(name, str):
         raise ValueError(f"`name` must be a dataset name (str), got {type(name).__name__}")
-    valid = list_datasets()
-    key = _canonical(name)
-    if key not in _REGISTRY:
-        close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}; valid names: {valid}.{hint}")
-    cls = _REGISTRY[key]
-    params = inspect.signature(cls.__init__).parameters
-    accepted = [p for p in params if p not in ("self", "root", "split", "transform")]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(f"dataset {key!r} got unknown options {unknown}; accepted: {accepted}")
+    cls = DATASETS.entry(name).obj
+    DATASETS.check_options(name, kwargs)
     return cls(root=root, split=split, transform=transform, **kwargs)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semantic_anchors._registry import check_options, lookup
+from semantic_anchors._registry import Registry
 from semantic_anchors.losses.balanced_softmax import BalancedSoftmaxLoss
 from semantic_anchors.losses.focal import FocalLoss
 from semantic_anchors.losses.grw import GRWCrossEntropyLoss
@@ -34,18 +34,17 @@ class CrossEntropy(nn.Module):
         )
 
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {
-    "ce": CrossEntropy,
-    "balanced-softmax": BalancedSoftmaxLoss,
-    "logit-adjustment": LogitAdjustedLoss,
-    "ldam-drw": LDAMLoss,
-    "focal": FocalLoss,
-    "grw": GRWCrossEntropyLoss,  # DisAlign's stage 2
-    "las": LabelAwareSmoothingLoss,  # MiSLAS' stage 2
-}
-
 # What build_loss supplies itself, to every loss whose constructor takes it.
 _SUPPLIED = ("num_classes", "class_frequencies", "ignore_index")
+
+LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss", supplied=_SUPPLIED)
+LOSSES.add("ce", CrossEntropy)
+LOSSES.add("balanced-softmax", BalancedSoftmaxLoss)
+LOSSES.add("logit-adjustment", LogitAdjustedLoss)
+LOSSES.add("ldam-drw", LDAMLoss)
+LOSSES.add("focal", FocalLoss)
+LOSSES.add("grw", GRWCrossEntropyLoss)  # DisAlign's stage 2
+LOSSES.add("las", LabelAwareSmoothingLoss)  # MiSLAS' stage 2
 
 
 def build_loss(
@@ -68,8 +67,8 @@ def build_loss(
         ValueError: unknown name (lists the valid ones) or an option the loss does not take
             (lists the ones it does).
     """
-    key, factory = lookup("loss", name, LOSSES)
-    check_options("loss", key, factory, options, _SUPPLIED)
+    LOSSES.check_options(name, options)
+    factory = LOSSES[name]
     parameters = inspect.signature(factory).parameters
     supplied = {
         "num_classes": num_classes, "class_frequencies": class_frequencies,

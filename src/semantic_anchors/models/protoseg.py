@@ -19,15 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semantic_anchors._registry import Registry
+
 from ._validation import check_features, check_int, check_probability
 from .dense import DenseModel
 from .layers import upsample_like
 from .output import ModelOutput
 
 __all__ = ["PrototypeClassifier", "ProtoSegSegmentor", "prototype_head_wrapper"]
-
-PROTOTYPE_HEADS = ("protoseg",)
-
 
 def _channels_last_layer_norm(x: Tensor, norm: nn.LayerNorm) -> Tensor:
     """``norm`` over dim 1 of ``(N, K)`` or ``(B, K, h, w)``, in ``x``'s dtype (float64 too)."""
@@ -322,6 +321,12 @@ class ProtoSegSegmentor(DenseModel):
         features = self._embed(out.features)  # (B, E, h, w)
         logits = upsample_like(self.classifier(features), x)  # (B, C, H, W)
         return ModelOutput(features, logits, out.aux_logits)
+
+
+PROTOTYPE_HEADS: Registry[type[ProtoSegSegmentor]] = Registry(
+    "prototype head", normalize=str, supplied=("segmentor",)
+)
+PROTOTYPE_HEADS.add("protoseg", ProtoSegSegmentor)
 
 
 def prototype_head_wrapper(

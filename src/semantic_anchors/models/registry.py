@@ -7,8 +7,6 @@ result follows the model contract of :mod:`semantic_anchors.models` (``forward_f
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +14,10 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from semantic_anchors._registry import Registry
+
 __all__ = [
+    "MODELS",
     "ModelEntry",
     "create_model",
     "get_model_entry",
@@ -38,43 +39,57 @@ class ModelEntry:
         name: the name given to :func:`create_model`.
         builder: the function that builds the model.
         task: ``"classification"`` or ``"segmentation"``.
+        description: one line (the builder's docstring unless given at registration).
     """
 
     name: str
     builder: Callable[..., nn.Module]
     task: str
+    description: str = ""
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+# The modules that hold @register_model builders: imported before any query of MODELS.
+_BUILDER_MODULES = (
+    "backbones.small", "backbones.resnet_cifar", "backbones.resnet", "segmentation_models",
+    "hrnet_models", "hf_classifiers", "hf_segmentors", "hf_upernet",
+)  # fmt: skip
+MODELS: Registry[Callable[..., nn.Module]] = Registry(
+    "model", normalize=str, supplied=("num_classes",),
+    modules=tuple(f"semantic_anchors.models.{m}" for m in _BUILDER_MODULES),
+)  # fmt: skip
 
 
-def register_model(*, task: str, name: str | None = None) -> Callable[[BuilderT], BuilderT]:
+def register_model(
+    *, task: str, name: str | None = None, description: str | None = None
+) -> Callable[[BuilderT], BuilderT]:
     """Decorator that registers a model builder under ``name`` (default: the function's name).
 
     Args:
         task: ``"classification"`` or ``"segmentation"``.
         name: registry name; defaults to ``builder.__name__``.
+        description: one line for ``semantic-anchors list models``; defaults to the first
+            paragraph of the builder's docstring.
 
     Raises:
         ValueError: unknown ``task`` or a name that is already registered.
 
     Example:
         >>> from torch import nn
-        >>> @register_model(task="classification", name="_doc_linear")
+        >>> @register_model(task="classification", name="_doc_linear", description="A linear layer.")
         ... def _doc_linear(num_classes: int = 10) -> nn.Module:
         ...     return nn.Linear(4, num_classes)
         >>> "_doc_linear" in list_models()
         True
-        >>> _ = _REGISTRY.pop("_doc_linear")
+        >>> MODELS.unregister("_doc_linear")
     """
     if task not in TASKS:
         raise ValueError(f"task: expected one of {list(TASKS)}, got {task!r}")
 
     def decorator(builder: BuilderT) -> BuilderT:
         key = name or builder.__name__
-        if key in _REGISTRY:
+        if key in MODELS._entries:  # noqa: SLF001  (the same name twice is a mistake here)
             raise ValueError(f"name: model {key!r} is already registered")
-        _REGISTRY[key] = ModelEntry(name=key, builder=builder, task=task)
+        MODELS.add(key, builder, description=description, task=task)
         return builder
 
     return decorator
@@ -125,10 +140,7 @@ def list_models(pattern: str | None = None, *, task: str | None = None) -> list[
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"task: expected one of {list(TASKS)} or None, got {task!r}")
-    names = (entry.name for entry in _REGISTRY.values() if task is None or entry.task == task)
-    if pattern is not None:
-        names = (n for n in names if fnmatch.fnmatchcase(n, pattern))
-    return sorted(names)
+    return MODELS.names(pattern) if task is None else MODELS.names(pattern, task=task)
 
 
 def get_model_entry(name: str) -> ModelEntry:
@@ -140,15 +152,8 @@ def get_model_entry(name: str) -> ModelEntry:
     """
     if not isinstance(name, str):
         raise TypeError(f"name: expected a model name (str), got {type(name).__name__}")
-    entry = _REGISTRY.get(name)
-    if entry is None:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        message = f"name: unknown model {name!r}."
-        if close:
-            message += f" Did you mean {', '.join(map(repr, close))}?"
-        message += f" Registered models: {', '.join(list_models())}"
-        raise ValueError(message)
-    return entry
+    entry = MODELS.entry(name)
+    return ModelEntry(entry.name, entry.obj, entry.tags["task"], entry.description)  # type: ignore[arg-type]
 
 
 def create_model(

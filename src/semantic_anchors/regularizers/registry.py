@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from semantic_anchors._registry import check_options, lookup
+from semantic_anchors._registry import Registry
 from semantic_anchors.regularizers.base import Regularizer
 from semantic_anchors.regularizers.car import ClassAwareRegularizer
 from semantic_anchors.regularizers.center import CenterLossRegularizer
@@ -16,16 +16,17 @@ from semantic_anchors.regularizers.sar import SemanticAnchorRegularizer
 
 __all__ = ["REGULARIZERS", "build_regularizer"]
 
-REGULARIZERS: dict[str, type[Regularizer] | None] = {
-    "none": None,
-    "sar": SemanticAnchorRegularizer,
-    "cr": FixedAnchorRegularizer,
-    "car": ClassAwareRegularizer,
-    "prototype": PrototypeRegularizer,
-    "center": CenterLossRegularizer,
-    "etf-dr": ETFDotRegressionRegularizer,
-    "protoseg": ProtoSegLoss,
-}
+REGULARIZERS: Registry[type[Regularizer]] = Registry(
+    "regularizer", supplied=("num_classes", "feat_dim", "dense")
+)
+REGULARIZERS.add("none", None, description="No regularizer: the plain task loss (the CE baseline).")
+REGULARIZERS.add("sar", SemanticAnchorRegularizer)
+REGULARIZERS.add("cr", FixedAnchorRegularizer)
+REGULARIZERS.add("car", ClassAwareRegularizer)
+REGULARIZERS.add("prototype", PrototypeRegularizer)
+REGULARIZERS.add("center", CenterLossRegularizer)
+REGULARIZERS.add("etf-dr", ETFDotRegressionRegularizer)
+REGULARIZERS.add("protoseg", ProtoSegLoss)
 
 
 def build_regularizer(
@@ -37,10 +38,8 @@ def build_regularizer(
         ValueError: unknown name (lists the valid ones) or an option the regularizer does not take
             (lists the ones it does).
     """
-    key, cls = lookup("regularizer", name, REGULARIZERS)
+    REGULARIZERS.check_options(name, options)
+    cls = REGULARIZERS[name]
     if cls is None:
-        if options:
-            raise ValueError(f"regularizer 'none' takes no options, got {sorted(options)}")
         return None
-    check_options("regularizer", key, cls, options, ("num_classes", "feat_dim", "dense"))
     return cls(num_classes, feat_dim, dense=dense, **options)

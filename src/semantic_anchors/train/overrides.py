@@ -75,21 +75,19 @@ def accepted_options(section: str, switch: str, name: Any) -> set[str] | None:
     """
     try:
         if section == "regularizer":
-            from semantic_anchors._registry import lookup
             from semantic_anchors.regularizers.registry import REGULARIZERS
 
-            cls = lookup("regularizer", name, REGULARIZERS)[1]
+            cls = REGULARIZERS.entry(name).obj
             if cls is None:
                 return set()
-            accepted = _parameters(cls, ("num_classes", "feat_dim", "dense"))
+            accepted = _parameters(cls, REGULARIZERS.supplied)
             if accepted is not None and "anchors" in accepted:
                 accepted |= set(_TEXT_KEYS)
             return accepted
         if section == "loss":
-            from semantic_anchors._registry import lookup
-            from semantic_anchors.losses.registry import _SUPPLIED, LOSSES
+            from semantic_anchors.losses.registry import LOSSES
 
-            return _parameters(lookup("loss", name, LOSSES)[1], _SUPPLIED)
+            return _parameters(LOSSES.entry(name).obj, LOSSES.supplied)
         if section == "model" and switch == "name":
             from semantic_anchors.models import get_model_entry
 
@@ -106,12 +104,9 @@ def accepted_options(section: str, switch: str, name: Any) -> set[str] | None:
         if section == "finetune":  # calibration
             if _canonical(section, switch, name) is None:
                 return set()
-            from semantic_anchors._registry import lookup
             from semantic_anchors.calibration import CALIBRATIONS
 
-            return _parameters(
-                lookup("calibration", name, CALIBRATIONS)[1], ("num_classes", "feat_dim", "dense")
-            )
+            return _parameters(CALIBRATIONS.entry(name).obj, CALIBRATIONS.supplied)
     except (ValueError, TypeError):  # an unknown name: its builder says so when it is built
         return None
     raise ValueError(f"section: expected one of {sorted(SWITCHES)}, got {section!r}")
