@@ -24,7 +24,6 @@ from semantic_anchors.train.checkpoint import load_checkpoint
 from semantic_anchors.train.config import load_config
 from semantic_anchors.train.data import AnchorDataModule
 from semantic_anchors.train.module import AnchorModule
-from semantic_anchors.train.validation import ANCHOR_METRICS
 from tests.train.conftest import TINY
 
 # SAR settings under which the gate opens within a few steps (here at the 5th of 8).
@@ -205,7 +204,6 @@ def test_docstring_examples_run():
 
 
 def test_config_keys_are_validated():
-    assert ANCHOR_METRICS == anchor_inference.ANCHOR_METRICS
     ev = load_config("synthlt-fcn-quick")["eval"]
     assert (ev["anchor_fusion"], ev["anchor_metric"], ev["anchor_temperature"]) == (0.0, "l2", None)
     for override, message in [

@@ -10,6 +10,7 @@ second check counts those too: move what both sides need to the module that owns
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -206,3 +207,91 @@ def test_the_checks_find_what_they_look_for(tmp_path):
     assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
     assert import_graph(tmp_path, "pkg", in_functions=True)["pkg.lazy"] == {"pkg.a"}
     assert find_cycles({"x": {"y"}, "y": set()}) == []
+
+
+# ----------------------------------------------------------------------------- layers
+ARCHITECTURE = SRC.parent / "docs" / "architecture.md"
+
+
+def documented_layers(text: str) -> dict[str, int]:
+    """``{unit: layer}`` from the table between the ``layers`` markers of docs/architecture.md."""
+    block = text.split("<!-- layers:begin", 1)[1].split("<!-- layers:end -->", 1)[0]
+    layers: dict[str, int] = {}
+    for row in block.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].isdigit():
+            for unit in re.findall(r"`([^`]+)`", cells[1]):
+                assert unit not in layers, f"{unit} is in two layers of docs/architecture.md"
+                layers[unit] = int(cells[0])
+    return layers
+
+
+def unit_of(module: str) -> str:
+    """The layer unit of a module: its top-level package or module below ``semantic_anchors``
+    (the package's own ``__init__`` is the unit ``semantic_anchors``)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def upward_imports(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    """``"a (layer i) -> b (layer j)"`` for each import of a unit at or above its own layer."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        here = unit_of(module)
+        for target in sorted(targets):
+            there = unit_of(target)
+            if there != here and layers[there] >= layers[here]:
+                found.append(
+                    f"  {module} (layer {layers[here]}) -> {target} (layer {layers[there]})"
+                )
+    return found
+
+
+def test_every_unit_has_a_layer():
+    units = {unit_of(m) for m in _modules(SRC, PACKAGE)}
+    layers = documented_layers(ARCHITECTURE.read_text())
+    assert units - set(layers) == set(), "give these a row in docs/architecture.md's layer table"
+    assert set(layers) - units == set(), "docs/architecture.md names units that do not exist"
+
+
+def test_no_import_goes_up_or_sideways():
+    layers = documented_layers(ARCHITECTURE.read_text())
+    found = upward_imports(import_graph(in_functions=True), layers)
+    listed = "\n".join(found)
+    assert not found, f"imports that break the layers of docs/architecture.md:\n{listed}"
+
+
+def test_the_layer_check_finds_an_upward_import():
+    table = (
+        "<!-- layers:begin -->\n| 0 | `low` | x |\n| 1 | `high`, `side` | y |\n<!-- layers:end -->"
+    )
+    layers = documented_layers(table)
+    assert layers == {"low": 0, "high": 1, "side": 1}
+    graph = {"p.low.a": {"p.high"}, "p.high": {"p.low.a"}, "p.side": {"p.high"}}
+    assert upward_imports(graph, layers) == [
+        "  p.low.a (layer 0) -> p.high (layer 1)", "  p.side (layer 1) -> p.high (layer 1)",
+    ]  # fmt: skip
+
+
+def test_the_architecture_suite_example_plans(tmp_path, capsys):
+    from semantic_anchors.cli import main
+
+    text = ARCHITECTURE.read_text().split("### A benchmark suite", 1)[1]
+    suite = tmp_path / "my-suite.yaml"
+    suite.write_text(re.search(r"```yaml\n(.*?)```", text, flags=re.S).group(1))
+    assert main(["bench", str(suite), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert "4 runs" in capsys.readouterr().out
+
+
+def test_the_old_validation_module_still_imports_with_a_warning():
+    import importlib
+    import sys
+
+    import pytest
+
+    sys.modules.pop("semantic_anchors.train.validation", None)
+    with pytest.warns(DeprecationWarning, match="train.config_checks"):
+        old = importlib.import_module("semantic_anchors.train.validation")
+    from semantic_anchors.train import config_checks
+
+    assert old.validate_config is config_checks.validate_config

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from semantic_anchors.calibration import (
-    CALIBRATIONS,
     CalibratedModel,
     DisAlignCalibration,
     build_calibration,
@@ -160,12 +159,6 @@ def test_build_calibration_names_and_bad_options():
         build_calibration("disalign", 3, 4, dense=False, gamma=1)
     with pytest.raises(ValueError, match=r"features` must have shape \(2, 4\)"):
         DisAlignCalibration(3, 4, dense=False)(torch.randn(2, 5), torch.randn(2, 3))
-
-
-def test_config_calibration_names_match_the_module():
-    from semantic_anchors.train.validation import CALIBRATIONS as NAMES
-
-    assert set(NAMES) == set(CALIBRATIONS)
 
 
 # ----------------------------------------------------------------------------- stage 2

@@ -177,7 +177,9 @@ class Registry(Mapping[str, Any], Generic[T]):
         entry = self.entry(name)
         if entry.obj is None:
             if options:
-                raise ValueError(f"{self.kind} {entry.name!r} takes no options, got {sorted(options)}")
+                raise ValueError(
+                    f"{self.kind} {entry.name!r} takes no options, got {sorted(options)}"
+                )
             return
         check_options(self.kind, entry.name, entry.obj, options, self.supplied)
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semantic_anchors._validation import check_choice, check_non_negative
-from semantic_anchors.models.layers import upsample_like
+from semantic_anchors.functional.resize import upsample_like
 from semantic_anchors.regularizers.base import Regularizer
 from semantic_anchors.regularizers.sar import SemanticAnchorRegularizer
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from semantic_anchors._registry import Registry
 from semantic_anchors._validation import check_choice, check_int
-from semantic_anchors.models.layers import upsample_like
+from semantic_anchors.functional.resize import upsample_like
 from semantic_anchors.models.output import ModelOutput
 
 __all__ = [

@@ -55,9 +55,7 @@ def test_list_models() -> None:
     ],
 )
 def test_unknown_name_lists_close_matches(name: str, suggestion: str) -> None:
-    with pytest.raises(
-        ValueError, match=rf"unknown model '{name}' \(did you mean .*{suggestion}"
-    ):
+    with pytest.raises(ValueError, match=rf"unknown model '{name}' \(did you mean .*{suggestion}"):
         create_model(name)
 
 

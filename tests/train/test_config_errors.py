@@ -8,7 +8,7 @@ import typing
 import pytest
 
 from semantic_anchors.train.config import DEFAULTS, load_config, validate_config
-from semantic_anchors.train.validation import PRECISIONS
+from semantic_anchors.train.config_checks import PRECISIONS
 
 # Malformed YAML: (text, line:col of the problem, words of the message).
 MALFORMED = [

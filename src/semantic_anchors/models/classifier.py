@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._validation import check_features, check_images, check_int, check_probability
+from semantic_anchors._model_checks import (
+    check_features,
+    check_images,
+    check_int,
+    check_probability,
+)
+
 from .output import ModelOutput
 
 __all__ = ["ClassificationModel"]

@@ -17,8 +17,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from semantic_anchors._model_checks import check_features, check_images, check_int
+
 from . import hf_common
-from ._validation import check_features, check_images, check_int
 from .output import ModelOutput
 from .registry import inherit_signature, register_model
 

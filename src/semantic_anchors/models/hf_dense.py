@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._validation import check_features, check_images
+from semantic_anchors._model_checks import check_features, check_images
+
 from .dense import DenseModel
 from .layers import upsample_like
 from .output import ModelOutput

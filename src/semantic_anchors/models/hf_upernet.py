@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semantic_anchors._model_checks import check_int
+
 from . import hf_common
-from ._validation import check_int
 from .hf_dense import HFDenseSegmentor
 from .registry import inherit_signature, register_model
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from semantic_anchors.functional.resize import upsample_like  # re-exported: its old home
 
 __all__ = ["ConvBNReLU", "init_conv_bn", "upsample_like"]
 
@@ -65,11 +66,3 @@ def init_conv_bn(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.SyncBatchNorm)):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-
-
-def upsample_like(logits: Tensor, like: Tensor) -> Tensor:
-    """Bilinear resize (``align_corners=False``, as mmseg and transformers) of ``logits`` to the
-    spatial size of ``like``; returned as is when the sizes already agree."""
-    if logits.shape[-2:] == like.shape[-2:]:
-        return logits
-    return F.interpolate(logits, size=like.shape[-2:], mode="bilinear", align_corners=False)

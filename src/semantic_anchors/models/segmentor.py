@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._validation import check_features, check_images
+from semantic_anchors._model_checks import check_features, check_images
+
 from .classifier import ClassificationModel
 from .dense import DenseModel
 from .heads.base import DecodeHead

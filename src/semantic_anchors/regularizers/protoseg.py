@@ -1,6 +1,6 @@
 """ProtoSeg's training losses (Zhou et al., CVPR 2022): PPC, PPD and the prototype update.
 
-The model side is :class:`~semantic_anchors.models.protoseg.PrototypeClassifier`; this
+The model side is :class:`~semantic_anchors.regularizers.prototype_head.PrototypeClassifier`; this
 regularizer, called as ``reg(features, labels, classifier)`` with that classifier and its unit
 pixel embedding as ``features``, assigns each class's pixels to the class's ``M`` prototypes by
 Sinkhorn-Knopp (an equal-partition optimal transport), adds the pixel-prototype contrastive loss
@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from semantic_anchors._validation import check_choice, check_float_in, check_int, check_non_negative
-from semantic_anchors.models.protoseg import PrototypeClassifier
 from semantic_anchors.regularizers.base import Regularizer, finite_rows
 from semantic_anchors.regularizers.prototype import _flatten_pixels
+from semantic_anchors.regularizers.prototype_head import PrototypeClassifier
 
 __all__ = ["ProtoSegLoss", "sinkhorn_knopp"]
 
@@ -171,7 +171,7 @@ class ProtoSegLoss(Regularizer):
             classifier of another size or kind.
 
     Example:
-        >>> from semantic_anchors.models.protoseg import PrototypeClassifier
+        >>> from semantic_anchors.regularizers.prototype_head import PrototypeClassifier
         >>> head = PrototypeClassifier(16, num_classes=3, num_prototypes=4)
         >>> loss_fn = ProtoSegLoss(num_classes=3, feat_dim=16)
         >>> emb = head.embed(torch.randn(2, 16, 6, 6))

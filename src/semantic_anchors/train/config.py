@@ -10,7 +10,7 @@ drops the old name's options that the new one does not take, with a note
 is :mod:`semantic_anchors.train.schema`, re-exported here.
 
 :func:`load_config` ends with :func:`validate_config` (defined in
-:mod:`semantic_anchors.train.validation`, re-exported here), so a config it returns has the right
+:mod:`semantic_anchors.train.config_checks`, re-exported here), so a config it returns has the right
 type and range for every fixed key: a bad value is a one-line ``ValueError`` before anything is
 created.
 """
@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from semantic_anchors._resources import RECIPES_DIR, list_yaml
+from semantic_anchors.train.config_checks import validate_config
 from semantic_anchors.train.overrides import drop_stale_options
 from semantic_anchors.train.schema import (  # noqa: F401  (the schema's names, re-exported)
     DEFAULTS,
@@ -39,7 +40,6 @@ from semantic_anchors.train.schema import (  # noqa: F401  (the schema's names, 
     TrainerConfig,
     unknown_key_error,
 )
-from semantic_anchors.train.validation import validate_config
 
 __all__ = [
     "DEFAULTS",

@@ -2,11 +2,11 @@
 
 A config is a nested dict. Sections with a fixed schema (:data:`SECTIONS`: ``data``,
 ``optimizer``, ``trainer``, ``eval``, ``finetune``) have one dataclass each, whose field
-annotations are the types :func:`~semantic_anchors.train.validation.validate_config` checks and
+annotations are the types :func:`~semantic_anchors.train.config_checks.validate_config` checks and
 whose defaults are :data:`DEFAULTS`; the open sections (:data:`OPEN_SECTIONS`: ``model``,
 ``regularizer``, ``loss``) hold a ``name`` plus the keyword arguments of what they build. Both the
 loader (:mod:`semantic_anchors.train.config`) and the checks
-(:mod:`semantic_anchors.train.validation`) read the schema from here.
+(:mod:`semantic_anchors.train.config_checks`) read the schema from here.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_int
+from semantic_anchors._model_checks import check_int
+
 from ..classifier import ClassificationModel
 from ..registry import inherit_signature, register_model
 

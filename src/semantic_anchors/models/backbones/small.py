@@ -13,7 +13,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._validation import check_choice, check_int
+from semantic_anchors._model_checks import check_choice, check_int
+
 from ..classifier import ClassificationModel
 from ..layers import ConvBNReLU, init_conv_bn
 from ..pretrained import load_pretrained

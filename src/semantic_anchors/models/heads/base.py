@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .._validation import check_int, check_probability
+from semantic_anchors._model_checks import check_int, check_probability
 
 __all__ = ["DecodeHead"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_int
+from semantic_anchors._model_checks import check_int
+
 from ..layers import ConvBNReLU, init_conv_bn
 from .base import DecodeHead
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_int
+from semantic_anchors._model_checks import check_int
+
 from ..layers import ConvBNReLU, init_conv_bn
 from .base import DecodeHead
 from .fcn_concat import check_channels, check_levels, resize_concat
