@@ -58,3 +58,23 @@ def test_options_shows_defaults_and_required() -> None:
 def test_unknown_kind_is_an_error() -> None:
     with pytest.raises(ValueError, match="kind: expected one of"):
         registry("optimizers")
+
+
+def _modules_using(decorator: str, package: Path) -> set[str]:
+    src = package.parents[1]
+    return {
+        ".".join(path.relative_to(src).with_suffix("").parts)
+        for path in package.rglob("*.py")
+        if re.search(rf"^@{decorator}\(", path.read_text(), flags=re.M)
+    }
+
+
+def test_the_registries_import_every_module_that_registers() -> None:
+    """A registry filled by decorators imports its modules before a query: a module that
+    registers but is missing from that list would be listed only after someone imported it."""
+    from semantic_anchors.data.registry import DATASETS
+    from semantic_anchors.models.registry import MODELS
+
+    src = Path(__file__).resolve().parents[1] / "src" / "semantic_anchors"
+    assert _modules_using("register_model", src / "models") == set(MODELS._modules)
+    assert _modules_using("register_dataset", src / "data") == set(DATASETS._modules)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from semantic_anchors.calibration import (
+    CALIBRATIONS,
     CalibratedModel,
     DisAlignCalibration,
     build_calibration,
@@ -148,6 +149,18 @@ def test_calibrated_model_matches_the_manual_composition():
     out = wrapped.forward_train(x)
     torch.testing.assert_close(out.logits, expected)
     assert out.aux_logits is None and torch.equal(out.features, features)
+
+
+def test_the_config_takes_the_calibration_names_exactly():
+    from semantic_anchors.train.config import load_config
+
+    for name in CALIBRATIONS.names():
+        load_config("fashion-lt-smallcnn-quick", [f"finetune.calibration={name}"])
+    for bad in ("DisAlign", "disalgn"):
+        with pytest.raises(
+            ValueError, match=r"finetune.calibration .*null or one of \('disalign', 'lws'\)"
+        ):
+            load_config("fashion-lt-smallcnn-quick", [f"finetune.calibration={bad}"])
 
 
 def test_build_calibration_names_and_bad_options():

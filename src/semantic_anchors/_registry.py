@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 F = TypeVar("F")
 
-__all__ = ["Entry", "Registry", "canonical_name", "check_options", "lookup"]
+__all__ = ["Entry", "Registry", "canonical_name", "check_options"]
 
 
 def canonical_name(name: str) -> str:
@@ -204,16 +204,6 @@ class Registry(Mapping[str, Any], Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self)} names)"
-
-
-def lookup(kind: str, name: str, table: Registry[T]) -> tuple[str, T | None]:
-    """``(key, obj)`` for ``name`` in ``table`` (``kind`` is the table's own; kept for callers).
-
-    Raises:
-        ValueError: unknown name, listing close matches and every valid name.
-    """
-    entry = table.entry(name)
-    return entry.name, entry.obj
 
 
 def check_options(

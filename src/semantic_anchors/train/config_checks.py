@@ -155,8 +155,9 @@ def _check_longtail(data: dict, ft: dict) -> None:
            "null or a non-empty list of parameter-name prefixes (model.fc, calibration ...)",
            )  # fmt: skip
     name = ft["calibration"]
-    _check(name is None or name in CALIBRATIONS, "finetune.calibration", name,
-           f"null or one of {tuple(CALIBRATIONS.names())}")  # fmt: skip
+    names = tuple(CALIBRATIONS.names())  # exact names, as a config writes them
+    _check(name is None or name in names, "finetune.calibration", name,
+           f"null or one of {names}")  # fmt: skip
     for key in ("calibration_options", "calibration_lr_mult"):
         _check(ft[key] is None or name is not None, f"finetune.{key}", ft[key],
                "null without finetune.calibration")  # fmt: skip
