@@ -69,6 +69,8 @@ class Registry(Mapping[str, Any], Generic[T]):
         supplied: constructor arguments the caller of the registry provides itself (hidden
             from :meth:`options` and not accepted as user options).
         modules: modules whose import registers entries; imported before every query.
+        unique: a name given twice is an error even for the same object (otherwise registering
+            the same object again, as a re-imported module does, is allowed).
 
     A registry is a read-only mapping from keys to their ``obj``.
     """
@@ -80,8 +82,9 @@ class Registry(Mapping[str, Any], Generic[T]):
         normalize: Callable[[str], str] = canonical_name,
         supplied: tuple[str, ...] = (),
         modules: tuple[str, ...] = (),
+        unique: bool = False,
     ) -> None:
-        self.kind, self.supplied = kind, tuple(supplied)
+        self.kind, self.supplied, self.unique = kind, tuple(supplied), unique
         self._normalize, self._modules = normalize, tuple(modules)
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = not modules
@@ -93,12 +96,12 @@ class Registry(Mapping[str, Any], Generic[T]):
         """Registers ``obj`` under ``name``; returns ``obj``.
 
         Raises:
-            ValueError: ``name`` is already registered to something else, or no description is
-                given and ``obj`` has no docstring.
+            ValueError: ``name`` is already registered (to something else, or at all when the
+                registry is ``unique``), or no description is given and ``obj`` has no docstring.
         """
         key = self._normalize(name)
         old = self._entries.get(key)
-        if old is not None and old.obj is not obj:
+        if old is not None and (self.unique or old.obj is not obj):
             raise ValueError(f"{self.kind} {key!r} is already registered to {old.obj!r}")
         text = description if description is not None else _first_line(obj)
         if not text:

@@ -54,7 +54,7 @@ _BUILDER_MODULES = (
     "hrnet_models", "hf_classifiers", "hf_segmentors", "hf_upernet",
 )  # fmt: skip
 MODELS: Registry[Callable[..., nn.Module]] = Registry(
-    "model", normalize=str, supplied=("num_classes",),
+    "model", normalize=str, supplied=("num_classes",), unique=True,
     modules=tuple(f"semantic_anchors.models.{m}" for m in _BUILDER_MODULES),
 )  # fmt: skip
 
@@ -87,8 +87,6 @@ def register_model(
 
     def decorator(builder: BuilderT) -> BuilderT:
         key = name or builder.__name__
-        if key in MODELS._entries:  # noqa: SLF001  (the same name twice is a mistake here)
-            raise ValueError(f"name: model {key!r} is already registered")
         MODELS.add(key, builder, description=description, task=task)
         return builder
 
