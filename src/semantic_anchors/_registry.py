@@ -53,7 +53,7 @@ class Entry(Generic[T]):
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-def _first_line(obj: Any) -> str:
+def _summary(obj: Any) -> str:
     """The first paragraph of ``obj``'s docstring, on one line."""
     doc = inspect.getdoc(obj) if obj is not None else None
     return " ".join(doc.strip().split("\n\n")[0].split()) if doc else ""
@@ -103,7 +103,7 @@ class Registry(Mapping[str, Any], Generic[T]):
         old = self._entries.get(key)
         if old is not None and (self.unique or old.obj is not obj):
             raise ValueError(f"{self.kind} {key!r} is already registered to {old.obj!r}")
-        text = description if description is not None else _first_line(obj)
+        text = description if description is not None else _summary(obj)
         if not text:
             raise ValueError(f"{self.kind} {key!r}: give a description or a docstring")
         self._entries[key] = Entry(key, obj, text, dict(tags))

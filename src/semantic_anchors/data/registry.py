@@ -64,6 +64,6 @@ def build_dataset(name: str, root=None, split: str = "train", transform=None, **
     """
     if not isinstance(name, str):
         raise ValueError(f"`name` must be a dataset name (str), got {type(name).__name__}")
-    cls = DATASETS.entry(name).obj
     DATASETS.check_options(name, kwargs)
+    cls = DATASETS[name]
     return cls(root=root, split=split, transform=transform, **kwargs)
