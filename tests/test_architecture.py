@@ -10,8 +10,12 @@ second check counts those too: move what both sides need to the module that owns
 from __future__ import annotations
 
 import ast
+import importlib
 import re
+import sys
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "semantic_anchors"
@@ -283,15 +287,59 @@ def test_the_architecture_suite_example_plans(tmp_path, capsys):
     assert "4 runs" in capsys.readouterr().out
 
 
-def test_the_old_validation_module_still_imports_with_a_warning():
-    import importlib
-    import sys
+OLD_PATHS = [  # (old module, a name it held, the module that holds it now)
+    ("semantic_anchors.train.validation", "validate_config", "semantic_anchors.train.config_checks"),
+    ("semantic_anchors.models.segmentor", "Segmentor", "semantic_anchors.models.segmentors"),
+    ("semantic_anchors.models.dense", "DenseModel", "semantic_anchors.models.segmentors.dense"),
+    ("semantic_anchors.models.multi_level_segmentor", "MultiLevelSegmentor",
+     "semantic_anchors.models.segmentors.multi_level"),
+    ("semantic_anchors.models.protoseg", "ProtoSegSegmentor",
+     "semantic_anchors.models.segmentors.protoseg"),
+    ("semantic_anchors.models.segmentation_models", "fcn_small",
+     "semantic_anchors.models.segmentors.resnet"),
+    ("semantic_anchors.models.hrnet_models", "build_hrnet_segmentor",
+     "semantic_anchors.models.segmentors.hrnet"),
+    ("semantic_anchors.models.hf_common", "build_hf_model", "semantic_anchors.models.hf.common"),
+    ("semantic_anchors.models.hf_classifiers", "hf_vit_s16", "semantic_anchors.models.hf.classifiers"),
+    ("semantic_anchors.models.hf_dense", "HFDenseSegmentor", "semantic_anchors.models.hf.dense"),
+    ("semantic_anchors.models.hf_segmentors", "segformer_b0", "semantic_anchors.models.hf.segformer"),
+    ("semantic_anchors.models.hf_segmentors", "HFUperNet", "semantic_anchors.models.hf.upernet"),
+    ("semantic_anchors.models.hf_upernet", "build_upernet", "semantic_anchors.models.hf.upernet"),
+    ("semantic_anchors.models.pretrained", "load_pretrained", "semantic_anchors.models.io.pretrained"),
+    ("semantic_anchors.models.exported", "save_exported", "semantic_anchors.models.io.exported"),
+]  # fmt: skip
 
-    import pytest
 
-    sys.modules.pop("semantic_anchors.train.validation", None)
-    with pytest.warns(DeprecationWarning, match="train.config_checks"):
-        old = importlib.import_module("semantic_anchors.train.validation")
-    from semantic_anchors.train import config_checks
+@pytest.mark.parametrize(("old", "name", "new"), OLD_PATHS)
+def test_a_moved_module_still_imports_from_its_old_path_with_a_warning(old, name, new):
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=re.escape(old) + " moved to .*" + re.escape(new)):
+        module = importlib.import_module(old)
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)
+    assert name in module.__all__
+    sys.modules.pop(old, None)  # the next test that imports it warns again
 
-    assert old.validate_config is config_checks.validate_config
+
+def test_an_old_path_points_at_one_place():
+    from semantic_anchors._moved import keep_old_paths
+
+    with pytest.raises(ValueError, match="already moved to"):
+        keep_old_paths({"semantic_anchors.train.validation": "semantic_anchors.train.config"})
+
+
+def test_no_module_file_is_left_at_an_old_path():
+    for old, _, _ in OLD_PATHS:
+        relative = Path(*old.split(".")[1:])
+        assert not (SRC / PACKAGE / f"{relative}.py").exists(), (
+            f"{old}: a file and an alias both claim it"
+        )
+
+
+def test_the_moved_paths_example_runs():
+    import doctest
+
+    import semantic_anchors._moved as moved
+
+    sys.modules.pop("semantic_anchors.models.hrnet_models", None)
+    result = doctest.testmod(moved)
+    assert result.attempted >= 4 and result.failed == 0

@@ -25,7 +25,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "losses": ("semantic_anchors.losses.registry", "LOSSES"),
     "calibrations": ("semantic_anchors.calibration", "CALIBRATIONS"),
     "anchors": ("semantic_anchors.anchors", "ANCHORS"),
-    "prototype-heads": ("semantic_anchors.models.protoseg", "PROTOTYPE_HEADS"),
+    "prototype-heads": ("semantic_anchors.models.segmentors.protoseg", "PROTOTYPE_HEADS"),
 }
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import semantic_anchors.models.hrnet_models  # noqa: F401  (registers fcn_hr* / ocrnet_hr*)
 from semantic_anchors.models import create_model
 from semantic_anchors.models.backbones.hrnet import HRNet, HRStage, hrnetv2_w18, hrnetv2_w48
 from semantic_anchors.models.heads.fcn_concat import ResizeConcatFCNHead
 from semantic_anchors.models.heads.ocr import OCRHead, gather_object_regions
-from semantic_anchors.models.multi_level_segmentor import MultiLevelSegmentor
+from semantic_anchors.models.segmentors.hrnet import build_hrnet_segmentor
+from semantic_anchors.models.segmentors.multi_level import MultiLevelSegmentor
 
 from .contract import ModelContractTests
 
@@ -208,7 +208,7 @@ def test_bad_arguments_name_themselves() -> None:
     with pytest.raises(ValueError, match="stages: expected four HRStage"):
         HRNet([HRStage(1, "BOTTLENECK", (4,), (64,))])
     with pytest.raises(ValueError, match="head: expected one of"):
-        semantic_anchors.models.hrnet_models.build_hrnet_segmentor(18, "aspp")
+        build_hrnet_segmentor(18, "aspp")
     with pytest.raises(ValueError, match="kernel_size: expected an odd int"):
         ResizeConcatFCNHead((4, 8), 12, 3, kernel_size=2)
     with pytest.raises(TypeError, match="in_channels: expected a non-empty sequence"):

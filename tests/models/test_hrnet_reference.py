@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-import semantic_anchors.models.hrnet_models  # noqa: F401  (registers fcn_hr* / ocrnet_hr*)
+import semantic_anchors.models.segmentors.hrnet  # noqa: F401  (registers fcn_hr* / ocrnet_hr*)
 from semantic_anchors.models import create_model
 from tests._mmseg import imported_mmseg
 

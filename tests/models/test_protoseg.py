@@ -15,8 +15,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from semantic_anchors.models import create_model
-from semantic_anchors.models.hrnet_models import build_hrnet_segmentor
-from semantic_anchors.models.protoseg import ProtoSegSegmentor, PrototypeClassifier
+from semantic_anchors.models.segmentors.hrnet import build_hrnet_segmentor
+from semantic_anchors.models.segmentors.protoseg import ProtoSegSegmentor, PrototypeClassifier
 from semantic_anchors.regularizers.protoseg import ProtoSegLoss, sinkhorn_knopp
 from semantic_anchors.regularizers.registry import build_regularizer
 from tests._syncs import count_syncs

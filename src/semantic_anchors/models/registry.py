@@ -50,8 +50,8 @@ class ModelEntry:
 
 # The modules that hold @register_model builders: imported before any query of MODELS.
 _BUILDER_MODULES = (
-    "backbones.small", "backbones.resnet_cifar", "backbones.resnet", "segmentation_models",
-    "hrnet_models", "hf_classifiers", "hf_segmentors", "hf_upernet",
+    "backbones.small", "backbones.resnet_cifar", "backbones.resnet", "segmentors.resnet",
+    "segmentors.hrnet", "hf.classifiers", "hf.segformer", "hf.upernet",
 )  # fmt: skip
 MODELS: Registry[Callable[..., nn.Module]] = Registry(
     "model", normalize=str, supplied=("num_classes",), unique=True,
@@ -210,7 +210,7 @@ def create_model(
             )
     wrap = None
     if prototype_head is not None or prototype_options is not None:
-        from .protoseg import prototype_head_wrapper  # checked before the model is built
+        from .segmentors.protoseg import prototype_head_wrapper  # checked before the model is built
 
         wrap = prototype_head_wrapper(
             prototype_head, prototype_options, model=name, task=entry.task

@@ -1,6 +1,6 @@
 """ProtoSeg's non-learnable multi-prototype classifier (Zhou et al., CVPR 2022).
 
-The model side of ProtoSeg: :class:`~semantic_anchors.models.protoseg.ProtoSegSegmentor` puts a
+The model side of ProtoSeg: :class:`~semantic_anchors.models.segmentors.protoseg.ProtoSegSegmentor` puts a
 :class:`PrototypeClassifier` where a segmentor's classifier was, and
 :class:`~semantic_anchors.regularizers.protoseg.ProtoSegLoss` moves its prototypes (a buffer,
 never touched by SGD). It sits here, below the models, because the loss reads and updates it:

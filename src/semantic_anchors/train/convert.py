@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from semantic_anchors.models.pretrained import read_state_dict
+from semantic_anchors.models.io import read_state_dict
 from semantic_anchors.train.config import dump_config, load_config
 
 __all__ = ["convert_official", "map_official_state"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from semantic_anchors.models.exported import save_exported
+from semantic_anchors.models.io import save_exported
 from semantic_anchors.train.checkpoint import describe_skipped, load_checkpoint, newest_readable
 from semantic_anchors.train.config import load_config
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from torch import nn
 
-from semantic_anchors.models.pretrained import read_state_dict
+from semantic_anchors.models.io import read_state_dict
 
 __all__ = [
     "apply_train_only",

@@ -13,6 +13,7 @@ from semantic_anchors.inference import predict_logits
 from semantic_anchors.losses import build_loss
 from semantic_anchors.metrics import ClassificationMetrics, SegmentationMetrics
 from semantic_anchors.models import create_model
+from semantic_anchors.models.segmentors import ProtoSegSegmentor
 from semantic_anchors.regularizers.registry import build_regularizer
 from semantic_anchors.text_anchors import TextAnchorCache, default_prompt
 from semantic_anchors.train.checkpoint import capture_rng, restore_rng
@@ -103,7 +104,7 @@ class AnchorModule(L.LightningModule):
         self.regularizer = build_regularizer(
             reg_name, self.num_classes, self.model.feat_dim, dense=self.model.dense, **reg_options
         )
-        if type(self.model).__name__ == "ProtoSegSegmentor" and reg_name != "protoseg":
+        if isinstance(self.model, ProtoSegSegmentor) and reg_name != "protoseg":
             raise ValueError(
                 "model.prototype_head=protoseg needs regularizer.name=protoseg (its losses and the "
                 f"prototype update; without it the prototypes never move), got {reg_name!r}"

@@ -96,7 +96,10 @@ def accepted_options(section: str, switch: str, name: Any) -> set[str] | None:
         if section == "model":  # prototype_head
             if _canonical(section, switch, name) is None:
                 return set()
-            from semantic_anchors.models.protoseg import PROTOTYPE_HEADS, ProtoSegSegmentor
+            from semantic_anchors.models.segmentors.protoseg import (
+                PROTOTYPE_HEADS,
+                ProtoSegSegmentor,
+            )
 
             if name not in PROTOTYPE_HEADS:
                 return None

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from semantic_anchors._model_checks import check_int
 
 from ..classifier import ClassificationModel
+from ..io.pretrained import load_pretrained
 from ..layers import init_conv_bn
-from ..pretrained import load_pretrained
 from .hrnet_fusion import HRModule, make_branch, make_transition
 from .resnet import BasicBlock, Bottleneck
 

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from semantic_anchors._model_checks import check_choice, check_int
 
 from ..classifier import ClassificationModel
+from ..io.pretrained import load_pretrained
 from ..layers import ConvBNReLU, init_conv_bn
-from ..pretrained import load_pretrained
 from ..registry import inherit_signature, register_model
 
 __all__ = ["SmallCNN", "small_cnn"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .backbones.resnet import ResNet
-from .backbones.small import SmallCNN
-from .heads.aspp import ASPPHead
-from .heads.base import DecodeHead
-from .heads.fcn import FCNHead
-from .registry import inherit_signature, register_model
+from ..backbones.resnet import ResNet
+from ..backbones.small import SmallCNN
+from ..heads.aspp import ASPPHead
+from ..heads.base import DecodeHead
+from ..heads.fcn import FCNHead
+from ..registry import inherit_signature, register_model
 from .segmentor import Segmentor
 
 __all__ = [

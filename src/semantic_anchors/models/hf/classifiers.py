@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_features, check_images, check_int
 
-from . import hf_common
-from .output import ModelOutput
-from .registry import inherit_signature, register_model
+from ..output import ModelOutput
+from ..registry import inherit_signature, register_model
+from . import common
 
 __all__ = ["HFImageClassifier", "build_hf_classifier", "hf_convnext_t", "hf_vit_b16", "hf_vit_s16"]
 
@@ -160,14 +160,14 @@ def build_hf_classifier(
         image_size: ViT's position-embedding grid (other sizes are interpolated); unused by
             ConvNeXt.
         pretrained: a local ``save_pretrained`` folder (see
-            :func:`semantic_anchors.models.hf_common.build_hf_model`).
+            :func:`semantic_anchors.models.hf.common.build_hf_model`).
         config_overrides: more ``ViTConfig`` / ``ConvNextConfig`` fields.
 
     Raises:
         ValueError / TypeError: bad arguments (named in the message).
         FileNotFoundError: ``pretrained`` is not a directory.
     """
-    transformers = hf_common.import_transformers()
+    transformers = common.import_transformers()
     family, sizes = _ARCHITECTURES[architecture]
     defaults: dict[str, Any] = {
         **sizes,
@@ -180,8 +180,8 @@ def build_hf_classifier(
     else:
         config_class = transformers.ConvNextConfig
         model_class = transformers.ConvNextForImageClassification
-    config = hf_common.make_config(config_class, defaults, config_overrides, "config_overrides")
-    return HFImageClassifier(hf_common.build_hf_model(model_class, config, pretrained))
+    config = common.make_config(config_class, defaults, config_overrides, "config_overrides")
+    return HFImageClassifier(common.build_hf_model(model_class, config, pretrained))
 
 
 @register_model(task="classification")

@@ -11,11 +11,11 @@ from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_features, check_images
 
-from .classifier import ClassificationModel
+from ..classifier import ClassificationModel
+from ..heads.base import DecodeHead
+from ..layers import upsample_like
+from ..output import ModelOutput
 from .dense import DenseModel
-from .heads.base import DecodeHead
-from .layers import upsample_like
-from .output import ModelOutput
 
 __all__ = ["Segmentor"]
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .backbones.hrnet import HRNet, hrnetv2_config
-from .heads.fcn_concat import ResizeConcatFCNHead
-from .heads.ocr import OCRHead
-from .multi_level_segmentor import MultiLevelSegmentor
-from .registry import inherit_signature, register_model
+from ..backbones.hrnet import HRNet, hrnetv2_config
+from ..heads.fcn_concat import ResizeConcatFCNHead
+from ..heads.ocr import OCRHead
+from ..registry import inherit_signature, register_model
+from .multi_level import MultiLevelSegmentor
 
 __all__ = [
     "build_hrnet_segmentor",

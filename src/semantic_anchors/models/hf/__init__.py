@@ -6,19 +6,19 @@ loads untouched through ``pretrained=DIR`` (a local ``save_pretrained`` folder; 
 downloaded). The models are built from their configs with the sizes of the published ones.
 Importing this module registers them all:
 
-* :mod:`.hf_segmentors`: ``segformer_b0`` ... ``segformer_b5``;
-* :mod:`.hf_upernet`: ``upernet_swin_t`` / ``_s`` / ``_b`` / ``_l`` and ``upernet_convnext_t``
-  (both on :mod:`.hf_dense`, their shared dense contract);
-* :mod:`.hf_classifiers`: ``hf_vit_s16``, ``hf_vit_b16`` and ``hf_convnext_t``.
+* :mod:`.segformer`: ``segformer_b0`` ... ``segformer_b5``;
+* :mod:`.upernet`: ``upernet_swin_t`` / ``_s`` / ``_b`` / ``_l`` and ``upernet_convnext_t``
+  (both on :mod:`.dense`, their shared dense contract);
+* :mod:`.classifiers`: ``hf_vit_s16``, ``hf_vit_b16`` and ``hf_convnext_t``.
 
 What they share (the lazy import, config building, checkpoint loading) lives in
-:mod:`.hf_common` and is re-exported here.
+:mod:`.common` and is re-exported here.
 ``transformers`` is imported inside the builders, never when a module is imported.
 """
 
 from __future__ import annotations
 
-from . import hf_classifiers, hf_segmentors, hf_upernet  # noqa: F401  (registers the models)
-from .hf_common import build_hf_model, import_transformers, make_config
+from . import classifiers, segformer, upernet  # noqa: F401  (registers the models)
+from .common import build_hf_model, import_transformers, make_config
 
 __all__ = ["build_hf_model", "import_transformers", "make_config"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .layers import upsample_like
+from ..layers import upsample_like
 
 __all__ = ["DenseModel"]
 

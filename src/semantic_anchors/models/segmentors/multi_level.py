@@ -16,11 +16,11 @@ from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_features, check_images
 
-from .classifier import ClassificationModel
+from ..classifier import ClassificationModel
+from ..heads.base import DecodeHead
+from ..layers import upsample_like
+from ..output import ModelOutput
 from .dense import DenseModel
-from .heads.base import DecodeHead
-from .layers import upsample_like
-from .output import ModelOutput
 
 __all__ = ["MultiLevelSegmentor"]
 
@@ -57,7 +57,7 @@ class MultiLevelSegmentor(DenseModel):
 
     Example:
         >>> import torch
-        >>> from semantic_anchors.models.hrnet_models import build_hrnet_segmentor
+        >>> from semantic_anchors.models.segmentors.hrnet import build_hrnet_segmentor
         >>> model = build_hrnet_segmentor(8, "ocr", num_classes=3).eval()  # a narrow HRNet
         >>> out = model.forward_train(torch.randn(1, 3, 64, 64))
         >>> out.features.shape, out.logits.shape, out.aux_logits.shape

@@ -1,6 +1,6 @@
 """What the Hugging Face adapters share: the lazy import, config building, checkpoint loading.
 
-:mod:`.hf_classifiers`, :mod:`.hf_segmentors` and :mod:`.hf_upernet` import these from here;
+:mod:`.classifiers`, :mod:`.segformer` and :mod:`.upernet` import these from here;
 :mod:`semantic_anchors.models.hf` re-exports them and imports the adapters (which registers
 them), so the adapters never import the module that imports them. ``transformers`` itself is
 imported only when :func:`import_transformers` is called.

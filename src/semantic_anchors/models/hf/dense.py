@@ -2,7 +2,7 @@
 
 :class:`HFDenseSegmentor` implements ``forward_features`` / ``forward_head`` / ``forward_train``
 and ``classifier`` (``hf_model.decode_head.classifier``); each adapter (SegFormer in
-:mod:`.hf_segmentors`, UperNet in :mod:`.hf_upernet`) says which tensor is the feature map.
+:mod:`.segformer`, UperNet in :mod:`.upernet`) says which tensor is the feature map.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_features, check_images
 
-from .dense import DenseModel
-from .layers import upsample_like
-from .output import ModelOutput
+from ..layers import upsample_like
+from ..output import ModelOutput
+from ..segmentors.dense import DenseModel
 
 __all__ = ["HFDenseSegmentor"]
 

@@ -21,9 +21,9 @@ from semantic_anchors._model_checks import check_features, check_probability
 from semantic_anchors._registry import Registry
 from semantic_anchors.regularizers.prototype_head import PrototypeClassifier
 
+from ..layers import upsample_like
+from ..output import ModelOutput
 from .dense import DenseModel
-from .layers import upsample_like
-from .output import ModelOutput
 
 __all__ = ["PrototypeClassifier", "ProtoSegSegmentor", "prototype_head_wrapper"]
 

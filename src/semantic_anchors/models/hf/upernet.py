@@ -6,7 +6,7 @@ auxiliary head on stage 3 (loss weight 0.4), sized as mmseg's ``upernet_swin`` /
 (``decode_head.fpn_bottleneck``), the map ``decode_head.classifier`` reads.
 
 The adapter holds the HF model as ``hf_model`` (keys unchanged); ``pretrained=`` is a local
-``save_pretrained`` folder (see :func:`semantic_anchors.models.hf_common.build_hf_model`).
+``save_pretrained`` folder (see :func:`semantic_anchors.models.hf.common.build_hf_model`).
 Registered when :mod:`semantic_anchors.models.hf` is imported; ``transformers`` is imported in
 the builders.
 """
@@ -23,9 +23,9 @@ from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_int
 
-from . import hf_common
-from .hf_dense import HFDenseSegmentor
-from .registry import inherit_signature, register_model
+from ..registry import inherit_signature, register_model
+from . import common
+from .dense import HFDenseSegmentor
 
 __all__ = [
     "HFUperNet",
@@ -144,7 +144,7 @@ def build_upernet(
         num_classes: classes (``config.num_labels``).
         in_channels: image channels (the backbone config's ``num_channels``).
         aux_head: the FCN auxiliary head on stage 3 (``use_auxiliary_head``, loss weight 0.4).
-        pretrained: a local ``save_pretrained`` folder (see :func:`.hf_common.build_hf_model`).
+        pretrained: a local ``save_pretrained`` folder (see :func:`.common.build_hf_model`).
         config_overrides: more ``UperNetConfig`` fields (``hidden_size``, ``auxiliary_channels``).
         backbone_overrides: more ``SwinConfig`` / ``ConvNextConfig`` fields.
 
@@ -152,12 +152,12 @@ def build_upernet(
         ValueError / TypeError: bad arguments (named in the message).
         FileNotFoundError: ``pretrained`` is not a directory.
     """
-    transformers = hf_common.import_transformers()
+    transformers = common.import_transformers()
     backbone_defaults = dict(_UPERNET_BACKBONES[backbone])
     config_class = transformers.CONFIG_MAPPING[backbone_defaults.pop("model_type")]
     backbone_defaults["num_channels"] = check_int("in_channels", in_channels)
     backbone_defaults["out_features"] = ["stage1", "stage2", "stage3", "stage4"]
-    backbone_config = hf_common.make_config(
+    backbone_config = common.make_config(
         config_class, backbone_defaults, backbone_overrides, "backbone_overrides"
     )
     if not isinstance(aux_head, bool):
@@ -168,11 +168,11 @@ def build_upernet(
         "use_auxiliary_head": aux_head,
         "auxiliary_loss_weight": 0.4,
     }
-    config = hf_common.make_config(
+    config = common.make_config(
         transformers.UperNetConfig, defaults, config_overrides, "config_overrides"
     )
     model_class = transformers.UperNetForSemanticSegmentation
-    return HFUperNet(hf_common.build_hf_model(model_class, config, pretrained))
+    return HFUperNet(common.build_hf_model(model_class, config, pretrained))
 
 
 @register_model(task="segmentation")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import create_model
+from ..registry import create_model
 
 __all__ = ["EXPORT_FORMAT", "load_exported", "save_exported"]
 
@@ -95,7 +95,7 @@ def load_exported(
     Example:
         >>> import tempfile, torch
         >>> from semantic_anchors.models import create_model
-        >>> from semantic_anchors.models.exported import load_exported, save_exported
+        >>> from semantic_anchors.models.io import load_exported, save_exported
         >>> model = create_model("small_cnn", num_classes=3, in_channels=1).eval()
         >>> file = save_exported(model, tempfile.mkdtemp() + "/m.pt", name="small_cnn",
         ...                      options={"in_channels": 1}, num_classes=3)

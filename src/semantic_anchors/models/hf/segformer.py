@@ -3,12 +3,11 @@
 * ``segformer_b0`` ... ``segformer_b5``: SegFormer (MiT encoder + all-MLP decoder). SAR
   regularizes the fused decoder map after ``linear_fuse`` + BN + ReLU, before dropout and
   ``decode_head.classifier``: the only single map the classifier reads.
-* ``upernet_swin_t`` / ``_s`` / ``_b`` / ``_l``, ``upernet_convnext_t``: UperNet, in
-  :mod:`.hf_upernet` (re-exported here, so ``from semantic_anchors.models.hf_segmentors import
-  HFUperNet, build_upernet`` keeps working).
+
+UperNet (``upernet_swin_*``, ``upernet_convnext_t``) is in :mod:`.upernet`.
 
 Each adapter holds the HF model as ``hf_model`` (keys unchanged); ``pretrained=`` is a local
-``save_pretrained`` folder (see :func:`semantic_anchors.models.hf_common.build_hf_model`).
+``save_pretrained`` folder (see :func:`semantic_anchors.models.hf.common.build_hf_model`).
 Registered when :mod:`semantic_anchors.models.hf` is imported; ``transformers`` is imported in
 the builders.
 """
@@ -25,35 +24,19 @@ from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_int
 
-from . import hf_common
-from .hf_dense import HFDenseSegmentor
-from .hf_upernet import (
-    HFUperNet,
-    build_upernet,
-    upernet_convnext_t,
-    upernet_swin_b,
-    upernet_swin_l,
-    upernet_swin_s,
-    upernet_swin_t,
-)
-from .registry import inherit_signature, register_model
+from ..registry import inherit_signature, register_model
+from . import common
+from .dense import HFDenseSegmentor
 
 __all__ = [
     "HFSegformer",
-    "HFUperNet",
     "build_segformer",
-    "build_upernet",
     "segformer_b0",
     "segformer_b1",
     "segformer_b2",
     "segformer_b3",
     "segformer_b4",
     "segformer_b5",
-    "upernet_convnext_t",
-    "upernet_swin_b",
-    "upernet_swin_l",
-    "upernet_swin_s",
-    "upernet_swin_t",
 ]
 
 
@@ -127,14 +110,14 @@ def build_segformer(
         variant: MiT size.
         num_classes: classes (``config.num_labels``).
         in_channels: image channels (``config.num_channels``).
-        pretrained: a local ``save_pretrained`` folder (see :func:`.hf_common.build_hf_model`).
+        pretrained: a local ``save_pretrained`` folder (see :func:`.common.build_hf_model`).
         config_overrides: more ``SegformerConfig`` fields, e.g. small ``hidden_sizes`` for tests.
 
     Raises:
         ValueError / TypeError: bad arguments (named in the message).
         FileNotFoundError: ``pretrained`` is not a directory.
     """
-    transformers = hf_common.import_transformers()
+    transformers = common.import_transformers()
     hidden_sizes, depths, decoder = _MIT[variant]
     defaults = {
         "num_labels": check_int("num_classes", num_classes),
@@ -143,11 +126,11 @@ def build_segformer(
         "depths": list(depths),
         "decoder_hidden_size": decoder,
     }
-    config = hf_common.make_config(
+    config = common.make_config(
         transformers.SegformerConfig, defaults, config_overrides, "config_overrides"
     )
     model_class = transformers.SegformerForSemanticSegmentation
-    return HFSegformer(hf_common.build_hf_model(model_class, config, pretrained))
+    return HFSegformer(common.build_hf_model(model_class, config, pretrained))
 
 
 @register_model(task="segmentation")
