@@ -24,7 +24,7 @@ from semantic_anchors.train.checkpoint import load_checkpoint
 from semantic_anchors.train.config import load_config
 from semantic_anchors.train.data import AnchorDataModule
 from semantic_anchors.train.module import AnchorModule
-from tests.train.conftest import TINY
+from tests._helpers.runs import TINY
 
 # SAR settings under which the gate opens within a few steps (here at the 5th of 8).
 SAR_EARLY_GATE = ["regularizer.name=sar", "regularizer.delta=0.05", "optimizer.lr=0.05"]

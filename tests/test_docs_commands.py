@@ -1,6 +1,6 @@
 """Every documented ``semantic-anchors ...`` command parses with the real parser and runs, safely.
 
-Collected by ``tests/_doc_commands.py`` (see there how shell lines are read): the shell blocks and
+Collected by ``tests/_helpers/doc_commands.py`` (see there how shell lines are read): the shell blocks and
 inline code spans of README.md and docs/**/*.md, the comments of the shipped recipes and the help
 texts of ``semantic_anchors.cli.build_parser``'s parser. Left out: everything inside a
 ``<details>`` block of ``docs/results/**``, i.e. the per-run ``train`` lines a published report
@@ -47,7 +47,7 @@ import pytest
 import torch
 
 from semantic_anchors.cli import main
-from tests._doc_commands import (
+from tests._helpers.doc_commands import (
     DocCommand,
     all_commands,
     is_mention,
@@ -56,7 +56,7 @@ from tests._doc_commands import (
     subcommands,
     without_elisions,
 )
-from tests.bench.conftest import TINY_SET
+from tests._helpers.fabricate import TINY_SET
 
 COMMANDS = all_commands()
 

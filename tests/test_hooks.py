@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semantic_anchors import FeatureCapture, SemanticAnchorRegularizer, find_classifier
-from tests.test_hooks_layouts import LAYOUTS, EncoderDecoder, fcn
+from tests._helpers.layouts import LAYOUTS, EncoderDecoder, fcn
 
 SEED = 7
 

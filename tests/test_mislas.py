@@ -18,7 +18,7 @@ from semantic_anchors.losses.label_aware_smoothing import (
 )
 from semantic_anchors.train.mixup import mixup_batch
 from semantic_anchors.train.sampling import ClassBalancedBatchSampler
-from tests._twostage import (
+from tests._helpers.twostage import (
     build_module,
     changed,
     classification_overrides,

@@ -129,8 +129,7 @@ def test_a_run_with_text_anchors_caches_them_and_resumes_without_the_encoder(
 ):
     from semantic_anchors.train import evaluate, train
     from semantic_anchors.train.checkpoint import load_checkpoint
-
-    from .train.conftest import TINY
+    from tests._helpers.runs import TINY
 
     encoder = tmp_path / "encoder"
     shutil.copytree(tiny_encoder, encoder)
@@ -152,8 +151,7 @@ def test_a_run_with_text_anchors_caches_them_and_resumes_without_the_encoder(
 
 def test_text_settings_without_text_anchors_are_refused(tmp_path):
     from semantic_anchors.train import train
-
-    from .train.conftest import TINY
+    from tests._helpers.runs import TINY
 
     with pytest.raises(ValueError, match="only apply with regularizer.anchors=text"):
         train("synthlt-fcn-quick", [*TINY, "regularizer.name=sar", "regularizer.text_prompt={name}"],

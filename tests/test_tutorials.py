@@ -74,7 +74,7 @@ def mmseg_config(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The config of mmseg.md, saved under ``configs/sar/`` next to mmseg's shipped configs (as
     in a checkout) and loaded by mmengine's ``Config``, whose ``custom_imports`` import the
     plug-in (with the placeholder ``mmcv.ops`` that mmcv-lite needs)."""
-    from tests._mmseg import imported_mmseg
+    from tests._helpers.mmseg_import import imported_mmseg
 
     with imported_mmseg():
         shipped = Path(importlib.import_module("mmseg").__file__).parent / ".mim" / "configs"
@@ -122,7 +122,7 @@ def tiny_batch(num_classes: int) -> dict[str, Any]:
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 def test_the_mmseg_tutorial_config_trains_a_step_through_the_registry(mmseg_config: Any) -> None:
-    from tests._mmseg import imported_mmseg
+    from tests._helpers.mmseg_import import imported_mmseg
 
     config = mmseg_config
     assert config.custom_imports.imports == ["semantic_anchors.integrations.mmseg"]

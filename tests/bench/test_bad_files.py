@@ -8,7 +8,7 @@ import torch
 from semantic_anchors.bench import load_diagnostics, write_report
 from semantic_anchors.bench.run_plots import plot_run
 from semantic_anchors.cli import main
-from tests.bench.conftest import fabricate_bench, fabricate_diagnostics
+from tests._helpers.fabricate import fabricate_bench, fabricate_diagnostics
 
 RUN = "runs/toy/sar/seed0"
 

@@ -9,8 +9,7 @@ import pytest
 
 from semantic_anchors.bench import load_suite, run_suite
 from semantic_anchors.bench.lock import BenchBusy, bench_lock
-
-from .conftest import TINY_SET
+from tests._helpers.fabricate import TINY_SET
 
 
 def test_a_second_bench_in_a_held_folder_stops_and_names_the_holder(tmp_path):

@@ -10,7 +10,12 @@ import yaml
 
 from semantic_anchors.bench import build_results, pairwise_consistency, write_report
 from semantic_anchors.cli import main
-from tests.bench.conftest import CLASS_NAMES, FREQUENCIES, fabricate_bench, fabricate_diagnostics
+from tests._helpers.fabricate import (
+    CLASS_NAMES,
+    FREQUENCIES,
+    fabricate_bench,
+    fabricate_diagnostics,
+)
 
 KEYS = ("mIoU", "head_mIoU", "body_mIoU", "tail_mIoU", "mAcc", "aAcc")
 

@@ -10,8 +10,7 @@ import pytest
 
 from semantic_anchors.bench import load_suite, run_suite, write_report
 from semantic_anchors.bench.reproduce import recorded_runs, reproduce_run
-
-from .conftest import TINY_SET
+from tests._helpers.fabricate import TINY_SET
 
 ROOT = Path(__file__).resolve().parents[2]
 

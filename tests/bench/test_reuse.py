@@ -13,8 +13,7 @@ from semantic_anchors.bench import load_suite, run_suite
 from semantic_anchors.bench.reuse import REUSED_FROM_FILE, RunIndex, config_key, reused_from
 from semantic_anchors.bench.runner import _waves, resolve_overrides
 from semantic_anchors.bench.specs import RunSpec
-
-from .conftest import TINY_SET
+from tests._helpers.fabricate import TINY_SET
 
 
 def _suite(methods: dict[str, list[str]], name: str = "twins"):

@@ -6,7 +6,7 @@ import yaml
 
 from semantic_anchors.bench import load_suite, run_state, run_suite, summarize
 from semantic_anchors.bench.runner import expand_runs, resolve_overrides
-from tests.bench.conftest import TINY_SET
+from tests._helpers.fabricate import TINY_SET
 
 SUITE = {
     "name": "t", "seeds": [0, 1], "set": ["trainer.log_every=1"],

@@ -7,7 +7,7 @@ import pytest
 
 from semantic_anchors.bench import load_suite, run_suite, summarize, write_report
 from semantic_anchors.bench.runner import expand_runs, expand_tuning_runs, select_trials
-from tests.bench.conftest import fabricate_run
+from tests._helpers.fabricate import fabricate_run
 
 
 def tuned(**changes):
@@ -185,7 +185,7 @@ def test_the_report_shows_every_trial_and_the_choice(tmp_path):
 
 @pytest.mark.slow
 def test_a_real_tuned_bench_trains_trials_then_the_chosen_runs(tmp_path):
-    from tests.bench.conftest import TINY_SET
+    from tests._helpers.fabricate import TINY_SET
 
     data = {
         "name": "tiny-tuned", "seeds": [0], "set": TINY_SET,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from semantic_anchors import viz
-from tests.bench.conftest import CLASS_NAMES, FREQUENCIES, GROUPS
+from tests._helpers.fabricate import CLASS_NAMES, FREQUENCIES, GROUPS
 
 mpimg = pytest.importorskip("matplotlib.image")  # the `viz` extra
 

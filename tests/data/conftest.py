@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import writers
+from tests._helpers import writers
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import torch
 from semantic_anchors.data import build_dataset, longtail_counts
 from semantic_anchors.data._safe_pickle import UnsafePickleError, safe_pickle_load
 from semantic_anchors.data.datasets.cifar import load_cifar_pickle
-
-from .writers import write_cifar100, write_cub
+from tests._helpers.writers import write_cifar100, write_cub
 
 
 def test_cifar100_items(cifar_root):

@@ -11,8 +11,7 @@ import torch
 
 from semantic_anchors.data import build_dataset, longtail_counts
 from semantic_anchors.data.datasets.fashion import DEBIAN_FASHION_ROOT, FASHION_ROOT_ENV, read_idx
-
-from .writers import write_idx
+from tests._helpers.writers import write_idx
 
 HAVE_DEBIAN = (Path(DEBIAN_FASHION_ROOT) / "train-labels-idx1-ubyte.gz").is_file()
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from semantic_anchors.data.io import LabelMapping, check_same_size, read_image, read_mask
-
-from .writers import save_jpg, save_png
+from tests._helpers.writers import save_jpg, save_png
 
 
 def test_read_image_rgb_and_grey(tmp_path):

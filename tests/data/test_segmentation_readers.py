@@ -8,8 +8,13 @@ import torch
 
 from semantic_anchors.data import build_dataset
 from semantic_anchors.data.datasets.cityscapes import CITYSCAPES_ID_TO_TRAIN_ID
-
-from .writers import save_jpg, save_png, write_ade20k, write_cityscapes, write_pascal_context
+from tests._helpers.writers import (
+    save_jpg,
+    save_png,
+    write_ade20k,
+    write_cityscapes,
+    write_pascal_context,
+)
 
 
 def _check_item(ds, expected_hw):

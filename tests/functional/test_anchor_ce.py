@@ -5,7 +5,7 @@ import torch
 
 from semantic_anchors.functional import anchor_gate, reweighted_anchor_ce
 from semantic_anchors.regularizers._embedding import classify_anchors
-from tests.conftest import logits_from_probs
+from tests._helpers.references import logits_from_probs
 
 # Rows: anchor c's predicted distribution. Diagonal p = [0.95, 0.5, 0.2].
 PROBS = [[0.95, 0.03, 0.02], [0.3, 0.5, 0.2], [0.5, 0.3, 0.2]]

@@ -6,24 +6,7 @@ import torch.nn.functional as F
 
 import semantic_anchors.functional.p2a as p2a_module
 from semantic_anchors.functional import pixel_to_anchor_loss, resize_labels
-
-
-def slow_p2a(features, labels, anchors, valid):
-    """Obviously-correct per-pixel loop: mean over valid pixels of mean over D of (f - a_y)^2."""
-    total, count = 0.0, 0
-    b, d, h, w = features.shape
-    for i in range(b):
-        for r in range(h):
-            for c in range(w):
-                if not valid[i, r, c]:
-                    continue
-                y = int(labels[i, r, c])
-                total += (
-                    sum((features[i, k, r, c].item() - anchors[y, k].item()) ** 2 for k in range(d))
-                    / d
-                )
-                count += 1
-    return total / count if count else 0.0
+from tests._helpers.references import slow_p2a
 
 
 @pytest.mark.parametrize("chunk", [1 << 20, 240, 7])  # all images; 2 images; 1 row

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from semantic_anchors import SemanticAnchorRegularizer
-from tests._mmseg import imported_mmseg
+from tests._helpers.mmseg_import import imported_mmseg
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from semantic_anchors.losses import BalancedSoftmaxLoss, LogitAdjustedLoss
-from tests.losses.test_logit_adjustment import iter_items, make_inputs, slow_mean, slow_nll
+from tests._helpers.references import iter_items, make_inputs, slow_mean, slow_nll
 
 COUNTS = [300, 40, 9, 1]
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from semantic_anchors.losses import FocalLoss
-from tests.losses.test_logit_adjustment import iter_items, make_inputs, slow_mean, slow_nll
+from tests._helpers.references import iter_items, make_inputs, slow_mean, slow_nll
 
 
 def slow_focal(logits, targets, gamma, alpha=None):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from semantic_anchors.losses import LDAMLoss
-from tests.losses.test_logit_adjustment import iter_items, make_inputs, slow_nll
+from tests._helpers.references import iter_items, make_inputs, slow_nll
 
 COUNTS = [16, 1, 256, 81]
 

@@ -5,44 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from semantic_anchors.losses import LogitAdjustedLoss, posthoc_adjust
+from tests._helpers.references import iter_items, make_inputs, slow_mean, slow_nll
 
 FREQS = [500, 120, 30, 6]
-
-
-def iter_items(logits, targets, ignore_index=255):
-    """Yield ``(list of C logits, target)`` for every non-ignored pixel (dense) or sample."""
-    if logits.dim() == 2:
-        logits, targets = logits[:, :, None, None], targets[:, None, None]
-    b, c, h, w = logits.shape
-    for i in range(b):
-        for r in range(h):
-            for col in range(w):
-                y = int(targets[i, r, col])
-                if y != ignore_index:
-                    yield [logits[i, k, r, col].item() for k in range(c)], y
-
-
-def slow_nll(scores, y):
-    """``-log softmax(scores)_y`` in plain Python."""
-    top = max(scores)
-    return -(scores[y] - top - math.log(sum(math.exp(s - top) for s in scores)))
-
-
-def slow_mean(values):
-    values = list(values)
-    return sum(values) / len(values) if values else 0.0
-
-
-def make_inputs(dense=True, c=4, ignore_frac=0.25, dtype=torch.float64):
-    if dense:
-        logits = torch.randn(2, c, 3, 4, dtype=dtype, requires_grad=True)
-        targets = torch.randint(0, c, (2, 3, 4))
-        targets[torch.rand(2, 3, 4) < ignore_frac] = 255
-    else:
-        logits = torch.randn(7, c, dtype=dtype, requires_grad=True)
-        targets = torch.randint(0, c, (7,))
-        targets[2] = 255
-    return logits, targets
 
 
 @pytest.mark.parametrize("dense", [True, False])

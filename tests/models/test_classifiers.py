@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .contract import ModelContractTests
+from tests._helpers.contract import ModelContractTests
 
 
 class ClassifierTests(ModelContractTests):

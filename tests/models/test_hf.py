@@ -13,8 +13,7 @@ transformers = pytest.importorskip("transformers")
 
 import semantic_anchors.models.hf  # noqa: E402, F401  (registers the models)
 from semantic_anchors.models import create_model, get_model_entry, list_models  # noqa: E402
-
-from .contract import ModelContractTests  # noqa: E402
+from tests._helpers.contract import ModelContractTests  # noqa: E402
 
 # Tiny configs: one block per stage, narrow widths, no stochastic depth (an all-dropped residual
 # branch would give all-zero gradients in the contract test).
@@ -381,7 +380,7 @@ UPERNET_CONVNEXT_TRAIN_TINY = [
 def test_train_one_sar_step(name: str, model_overrides: list[str], tmp_path: Path) -> None:
     """The real SegFormer-B0 (and a tiny Swin UperNet) through the training module with SAR."""
     train = pytest.importorskip("semantic_anchors.train").train
-    from ..train.conftest import TINY
+    from tests._helpers.runs import TINY
 
     metrics = train(
         "synthlt-fcn-quick",
@@ -424,8 +423,7 @@ def test_train_one_sar_step_of_the_classifiers(name: str, tmp_path: Path) -> Non
     """
     train = pytest.importorskip("semantic_anchors.train").train
     from semantic_anchors.train.checkpoint import load_checkpoint
-
-    from ..data.writers import write_fashion
+    from tests._helpers.writers import write_fashion
 
     root = write_fashion(tmp_path / "fashion", train_per_class=30, test_per_class=4)
     feat_dim, model_overrides = CLASSIFIER_TRAIN_TINY[name]

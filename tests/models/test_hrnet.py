@@ -11,8 +11,7 @@ from semantic_anchors.models.heads.fcn_concat import ResizeConcatFCNHead
 from semantic_anchors.models.heads.ocr import OCRHead, gather_object_regions
 from semantic_anchors.models.segmentors.hrnet import build_hrnet_segmentor
 from semantic_anchors.models.segmentors.multi_level import MultiLevelSegmentor
-
-from .contract import ModelContractTests
+from tests._helpers.contract import ModelContractTests
 
 
 def count(model: torch.nn.Module) -> int:
@@ -237,7 +236,7 @@ def test_train_one_sar_step(name, tmp_path):
     """HRNet segmentors through the training module with SAR (the OCR cascade's aux loss too)."""
     from semantic_anchors.train import train
     from semantic_anchors.train.checkpoint import load_checkpoint
-    from tests.train.conftest import TINY
+    from tests._helpers.runs import TINY
 
     metrics = train("synthlt-fcn-quick", [f"model.name={name}", *TINY, "trainer.max_steps=1",
                     "regularizer.name=sar", "data.batch_size=2"], out_dir=tmp_path / "run")  # fmt: skip
@@ -252,7 +251,7 @@ def test_train_one_sar_step_hr48(name, feat_dim, tmp_path):
     """The real-size HRNet-W48 segmentors (the paper's), one SAR step on a few 32x32 images."""
     from semantic_anchors.train import train
     from semantic_anchors.train.checkpoint import load_checkpoint
-    from tests.train.conftest import TINY
+    from tests._helpers.runs import TINY
 
     metrics = train("synthlt-fcn-quick", [f"model.name={name}", *TINY, "trainer.max_steps=1",
                     "regularizer.name=sar", "data.options={num_images: 4, image_size: 32}",

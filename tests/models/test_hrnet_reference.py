@@ -1,7 +1,7 @@
 """HRNetV2, FCN-HR and OCRNet against mmsegmentation's own code, for the same weights.
 
 mmseg is the reference here as sklearn is for the metrics. It needs the ``[ref]`` install;
-without it every test here skips. ``tests/_mmseg.py`` imports it (with a placeholder for the
+without it every test here skips. ``tests/_helpers/mmseg_import.py`` imports it (with a placeholder for the
 ``mmcv.ops`` that mmcv-lite lacks: HRNet, FCNHead, OCRHead, their bases and the segmentors call
 no op).
 """
@@ -18,7 +18,7 @@ from torch import nn
 
 import semantic_anchors.models.segmentors.hrnet  # noqa: F401  (registers fcn_hr* / ocrnet_hr*)
 from semantic_anchors.models import create_model
-from tests._mmseg import imported_mmseg
+from tests._helpers.mmseg_import import imported_mmseg
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 

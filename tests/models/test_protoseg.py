@@ -19,9 +19,8 @@ from semantic_anchors.models.segmentors.hrnet import build_hrnet_segmentor
 from semantic_anchors.models.segmentors.protoseg import ProtoSegSegmentor, PrototypeClassifier
 from semantic_anchors.regularizers.protoseg import ProtoSegLoss, sinkhorn_knopp
 from semantic_anchors.regularizers.registry import build_regularizer
-from tests._syncs import count_syncs
-
-from .contract import ModelContractTests
+from tests._helpers.contract import ModelContractTests
+from tests._helpers.syncs import count_syncs
 
 # --- slow references -----------------------------------------------------------------------
 
@@ -380,7 +379,7 @@ def test_create_model_rejects_bad_prototype_heads():
 @pytest.mark.slow
 def test_a_training_run_with_protoseg(tmp_path):
     from semantic_anchors.train import train
-    from tests.train.conftest import TINY
+    from tests._helpers.runs import TINY
 
     overrides = [*TINY, "model.prototype_head=protoseg", "model.prototype_options={num_prototypes: 3}",
                  "regularizer.name=protoseg", "trainer.max_steps=2", "trainer.val_every=2"]  # fmt: skip
@@ -390,7 +389,7 @@ def test_a_training_run_with_protoseg(tmp_path):
 
 def test_the_prototype_head_without_its_losses_is_refused(tmp_path):
     from semantic_anchors.train import train
-    from tests.train.conftest import TINY
+    from tests._helpers.runs import TINY
 
     with pytest.raises(ValueError, match="needs regularizer.name=protoseg"):
         train("synthlt-fcn-quick", [*TINY, "model.prototype_head=protoseg", "regularizer.name=sar"],

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from semantic_anchors import ClassAwareRegularizer
 from semantic_anchors.regularizers.registry import build_regularizer
-from tests.regularizers.test_prototype import iter_pixels, make_batch
+from tests._helpers.references import iter_pixels, make_batch
 
 
 def slow_car(

@@ -6,7 +6,7 @@ from torch import nn
 
 from semantic_anchors import CenterLossRegularizer
 from semantic_anchors.regularizers.registry import build_regularizer
-from tests.regularizers.test_prototype import iter_pixels, make_batch
+from tests._helpers.references import iter_pixels, make_batch
 
 
 def slow_center_loss(features, labels, centers, lam):

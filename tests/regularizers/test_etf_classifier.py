@@ -5,7 +5,7 @@ import torch
 
 from semantic_anchors import ETFDotRegressionRegularizer, make_anchors
 from semantic_anchors.regularizers.registry import build_regularizer
-from tests.regularizers.test_prototype import iter_pixels, make_batch
+from tests._helpers.references import iter_pixels, make_batch
 
 
 def slow_dot_regression(features, labels, weight, lam):

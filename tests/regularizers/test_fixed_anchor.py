@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from semantic_anchors import FixedAnchorRegularizer, make_anchors
-from tests.functional.test_p2a import slow_p2a
+from tests._helpers.references import slow_p2a
 
 
 @pytest.mark.parametrize("kind", ["normal", "orthogonal", "etf"])

@@ -7,36 +7,7 @@ import torch.nn.functional as F
 
 from semantic_anchors import PrototypeRegularizer
 from semantic_anchors.regularizers.registry import build_regularizer
-from tests.functional.test_p2a import slow_p2a
-
-
-def iter_pixels(features, labels, ignore_index=255):
-    """Yield ``(feature_vector, label)`` for every non-ignored pixel (dense) or sample (vector)."""
-    if features.dim() == 2:
-        features, labels = features[:, :, None, None], labels[:, None, None]
-    b, _, h, w = features.shape
-    for i in range(b):
-        for r in range(h):
-            for c in range(w):
-                y = int(labels[i, r, c])
-                if y != ignore_index:
-                    yield features[i, :, r, c], y
-
-
-def slow_class_means(features, labels, num_classes):
-    """Per-class mean of the valid pixels as a dict ``{class: (D,) tensor}`` (present only)."""
-    sums, counts = {}, {}
-    for f, y in iter_pixels(features, labels):
-        sums[y] = sums.get(y, 0) + f
-        counts[y] = counts.get(y, 0) + 1
-    return {k: sums[k] / counts[k] for k in sums}
-
-
-def make_batch(b=2, d=5, h=3, w=4, c=4, ignore_frac=0.25, dtype=torch.float32):
-    features = torch.randn(b, d, h, w, dtype=dtype, requires_grad=True)
-    labels = torch.randint(0, c, (b, h, w))
-    labels[torch.rand(b, h, w) < ignore_frac] = 255
-    return features, labels
+from tests._helpers.references import make_batch, slow_class_means, slow_p2a
 
 
 def as_table(means, num_classes, d, dtype=torch.float64):

@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from semantic_anchors import SemanticAnchorRegularizer
-from tests.conftest import FixedLogits, logits_from_probs
-from tests.functional.test_p2a import slow_p2a
+from tests._helpers.references import FixedLogits, logits_from_probs, slow_p2a
 
 CLOSED = [[0.95, 0.03, 0.02], [0.3, 0.5, 0.2], [0.5, 0.3, 0.2]]  # anchor 2 misclassified
 PARTLY = [[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.05, 0.05, 0.9]]  # anchor 1 at 0.7 < delta

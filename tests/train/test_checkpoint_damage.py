@@ -21,7 +21,7 @@ from semantic_anchors.train.checkpoint import (
 )
 from semantic_anchors.train.export import export_run
 from semantic_anchors.train.runfolder import RunLock
-from tests.train.test_fault_tolerance import EXACT, assert_same_run
+from tests._helpers.runs import EXACT, assert_same_run
 
 COMMON = [*EXACT, "trainer.max_steps=12", "trainer.val_every=12", "trainer.checkpoint_every=4"]
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from semantic_anchors.cli import main
-from tests.train.conftest import TINY
+from tests._helpers.runs import TINY
 
 
 def test_train_then_eval_from_the_command_line(tmp_path, capsys):

@@ -9,7 +9,7 @@ from semantic_anchors.models import create_model, list_models
 from semantic_anchors.train import evaluate, train
 from semantic_anchors.train.checkpoint import load_checkpoint
 from semantic_anchors.train.convert import map_official_state
-from tests.data.writers import write_cityscapes
+from tests._helpers.writers import write_cityscapes
 
 MODELS = ["fcn_small", *(["fcn_hr18"] if "fcn_hr18" in list_models() else [])]
 

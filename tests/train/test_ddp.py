@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from semantic_anchors.train import evaluate
-from tests.train.conftest import TINY
+from tests._helpers.runs import TINY
 
 
 @pytest.mark.slow

@@ -14,8 +14,7 @@ from semantic_anchors.train import TrainingDiverged, train
 from semantic_anchors.train.checkpoint import checkpoint_candidates, load_checkpoint
 from semantic_anchors.train.divergence import read_divergence
 from semantic_anchors.train.runfolder import RunLock, folder_state
-from tests.train.conftest import TINY
-from tests.train.test_fault_tolerance import EXACT, assert_same_run
+from tests._helpers.runs import EXACT, TINY, assert_same_run
 
 SCHEDULE = ["trainer.max_steps=12", "trainer.val_every=12", "trainer.checkpoint_every=4"]
 COMMON = [*EXACT, *SCHEDULE]

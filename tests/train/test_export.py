@@ -9,7 +9,7 @@ from semantic_anchors.train.checkpoint import load_checkpoint
 from semantic_anchors.train.config import load_config
 from semantic_anchors.train.data import AnchorDataModule
 from semantic_anchors.train.module import AnchorModule
-from tests.train.conftest import TINY
+from tests._helpers.runs import TINY
 
 
 def test_exported_model_equals_the_trained_one_and_holds_no_sar_state(tmp_path, capsys):

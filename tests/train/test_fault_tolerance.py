@@ -14,33 +14,13 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
 
 from semantic_anchors.train import RunFolderBusy, train
 from semantic_anchors.train.checkpoint import load_checkpoint
 from semantic_anchors.train.runfolder import RunLock, folder_state
-from tests.train.conftest import TINY
+from tests._helpers.runs import EXACT, TINY, assert_same_run
 
-SAR_EARLY_GATE = ["regularizer.name=sar", "regularizer.delta=0.2"]  # the gate opens within steps
-EXACT = [*TINY, *SAR_EARLY_GATE, "trainer.deterministic=true", "optimizer.lr=0.05"]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def assert_same_run(a_dir: Path, b_dir: Path) -> None:
-    a = load_checkpoint(a_dir / "checkpoints/last.ckpt")
-    b = load_checkpoint(b_dir / "checkpoints/last.ckpt")
-    assert a["global_step"] == b["global_step"]
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key
-    assert a["state_dict"]["regularizer.initialized"].all()  # the gate opened: EMA state compared
-    opt_a, opt_b = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
-    assert opt_a.keys() == opt_b.keys()
-    for key, state in opt_a.items():
-        for name, value in state.items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_b[key][name])), name
-    assert a["lr_schedulers"] == b["lr_schedulers"]
-    assert a["semantic_anchors"]["last_val"] == b["semantic_anchors"]["last_val"]
 
 
 class _Crash(L.Callback):

@@ -23,7 +23,7 @@ from semantic_anchors.train import evaluate, train
 from semantic_anchors.train.callbacks import RunCheckpointer, TrainingInterrupted
 from semantic_anchors.train.checkpoint import load_checkpoint
 from semantic_anchors.train.runfolder import folder_state
-from tests.train.conftest import TINY
+from tests._helpers.runs import TINY
 
 REPO = Path(__file__).resolve().parents[2]
 TWO_NODES = ["trainer.num_nodes=2", "trainer.devices=1", "trainer.strategy=ddp",

@@ -10,7 +10,12 @@ import pytest
 from semantic_anchors._resources import RECIPES_DIR
 from semantic_anchors.cli import main
 from semantic_anchors.train.config import load_config
-from tests.data.writers import write_ade20k, write_cifar100, write_cityscapes, write_pascal_context
+from tests._helpers.writers import (
+    write_ade20k,
+    write_cifar100,
+    write_cityscapes,
+    write_pascal_context,
+)
 
 WRITERS = {
     "cityscapes": lambda root: write_cityscapes(root, size=(64, 128)),

@@ -7,7 +7,7 @@ import torch
 
 from semantic_anchors.train import evaluate, train
 from semantic_anchors.train.checkpoint import AtomicCheckpointIO, load_checkpoint
-from tests.train.conftest import TINY
+from tests._helpers.runs import TINY
 
 SAR_EARLY_GATE = ["regularizer.name=sar", "regularizer.delta=0.2"]  # gate opens within steps
 

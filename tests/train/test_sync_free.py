@@ -1,6 +1,6 @@
 """A training step with SAR makes no host-device sync (issue: sync-free training step).
 
-The counter (tests/_syncs.py) patches every host read of a tensor value and every op whose output
+The counter (tests/_helpers/syncs.py) patches every host read of a tensor value and every op whose output
 size depends on the data; on a GPU, ``torch.cuda.set_sync_debug_mode("error")`` checks the same.
 """
 
@@ -13,9 +13,8 @@ import torch
 from semantic_anchors import SemanticAnchorRegularizer
 from semantic_anchors.train import train
 from semantic_anchors.train.module import VALIDATE_STEPS
-from tests._syncs import count_syncs
-
-from .conftest import TINY
+from tests._helpers.runs import TINY
+from tests._helpers.syncs import count_syncs
 
 
 def _sar_step(sar, head):

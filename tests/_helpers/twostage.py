@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from tests.data.writers import write_fashion
+from tests._helpers.writers import write_fashion
 
 QUIET = ["data.num_workers=0", "trainer.progress_bar=false", "trainer.log_every=1"]
 
