@@ -19,7 +19,7 @@ all figures (``--out-json``), with the GPU's name, the torch / CUDA versions and
 Each section runs in its own process with a share of the budget; what does not fit is skipped
 with a note on the page, and a section stopped at its budget keeps the rows it measured.
 ``--smoke`` runs every section on CPU with tiny sizes (its figures mean nothing) so the script
-never rots; ``tests/test_benchmark_scripts.py`` runs it.
+never rots; ``tests/benchmarks/test_scripts.py`` runs it.
 
 Usage::
 

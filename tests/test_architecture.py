@@ -389,3 +389,55 @@ def test_the_helper_check_finds_a_borrowed_import(tmp_path):
         "tmp/test_c.py:1 imports tests.conftest".replace("tmp", tmp_path.name),
         "tmp/train/test_a.py:1 imports tests.train.conftest".replace("tmp", tmp_path.name),
     ]
+
+
+NOT_MIRRORED = {"_helpers", "docs", "benchmarks"}  # shared code; the repository's other folders
+WHOLE_TREE = {"test_architecture"}  # tests of the layout itself
+
+
+def unmirrored_tests(tests: Path = TESTS, src: Path = SRC / PACKAGE) -> list[str]:
+    """Test modules whose place does not name what they test.
+
+    ``tests/<package>/test_<name>[_<topic>].py`` tests ``<name>`` of ``src/.../<package>/`` (a
+    module or subpackage anywhere below it, its leading underscore dropped), or the package's
+    docstring examples (``test_doctests.py``).
+    """
+    found = []
+    for path in sorted(tests.rglob("test_*.py")):
+        folder = path.relative_to(tests).parent
+        if (folder.parts and folder.parts[0] in NOT_MIRRORED) or (
+            not folder.parts and path.stem in WHOLE_TREE
+        ):
+            continue
+        package = src.joinpath(*folder.parts)
+        names = {"doctests"}
+        if package.is_dir():
+            names |= {p.stem.lstrip("_") for p in package.rglob("*.py")}
+            names |= {p.name for p in package.rglob("*") if p.is_dir()}
+        words = path.stem.removeprefix("test_").split("_")
+        if not any("_".join(words[:k]) in names for k in range(1, len(words) + 1)):
+            found.append(str(path.relative_to(tests.parent)))
+    return found
+
+
+def test_tests_mirror_the_source_tree():
+    stray = unmirrored_tests()
+    assert not stray, "name each after the module it tests, in its package's folder:\n" + "\n".join(
+        stray
+    )
+
+
+def test_the_mirror_check_finds_a_stray_test(tmp_path):
+    src, tests = tmp_path / "src", tmp_path / "tests"
+    (src / "train").mkdir(parents=True)
+    (src / "train" / "run.py").write_text("")
+    (src / "cli.py").write_text("")
+    (tests / "train").mkdir(parents=True)
+    for name in ("train/test_run_ddp.py", "train/test_doctests.py", "test_cli.py",
+                 "train/test_cli.py", "test_fault_tolerance.py", "docs/test_commands.py"):  # fmt: skip
+        (tests / name).parent.mkdir(parents=True, exist_ok=True)
+        (tests / name).write_text("")
+    assert unmirrored_tests(tests, src) == [
+        "tests/test_fault_tolerance.py",
+        "tests/train/test_cli.py",
+    ]

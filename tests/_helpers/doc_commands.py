@@ -1,6 +1,6 @@
 """Find the ``semantic-anchors ...`` command lines of the docs, the recipes and the CLI's help.
 
-Used by ``tests/test_docs_commands.py``. Where commands are looked for:
+Used by ``tests/docs/test_commands.py``. Where commands are looked for:
 
 * markdown: fenced blocks in ``bash``, ``sh``, ``shell``, ``console`` or no language, and inline
   code spans (one may wrap onto the next line); in ``docs/results/**`` not inside ``<details>``;

@@ -12,7 +12,7 @@ import torch
 
 from semantic_anchors.models import create_model
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load(name: str):

@@ -1,6 +1,6 @@
 """The tutorials in docs/tutorials/ against the code and the published results they quote.
 
-Their ```python blocks run in tests/test_docs_code.py. Here: the loss weight own-loop.md quotes
+Their ```python blocks run in tests/docs/test_code_blocks.py. Here: the loss weight own-loop.md quotes
 equals the one the tuned ``compare`` suite published; the mmseg config of mmseg.md loads with
 mmengine's ``Config`` and a tiny version of it trains one step through mmseg's registry; the
 shipped SegFormer recipe of segformer.md builds and trains two steps; the scale table of
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = ROOT / "docs" / "tutorials"
 COMPARE = ROOT / "docs" / "results" / "compare" / "results.json"
 SCALE = ROOT / "docs" / "results" / "scale.md"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPER = "Beyond Prototypes: Semantic Anchor Regularization for Better Representation Learning"
 AUTHORS = ["Ge", "Nie", "Huang", "Liu", "Wang", "Zheng", "Li", "Duan"]  # the paper's author line
 
