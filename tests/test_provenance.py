@@ -39,4 +39,9 @@ def test_each_start_and_resume_appends_an_entry(tmp_path):
     assert [e["step"] for e in history] == [0, 40]
     assert history[0]["commit"] == code_version()["commit"]
     assert history[0]["threads"] == torch.get_num_threads()
+    capability = torch.backends.cpu.get_cpu_capability()  # e.g. AVX2, AVX512, DEFAULT
+    assert (
+        history[0]["cpu"].endswith(f"({capability})")
+        and len(history[0]["cpu"]) > len(capability) + 3
+    )
     assert not list(tmp_path.glob(".*"))  # written atomically, no temporary file left

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CODE_VERSION_FILE", "code_version", "record_code_version"]
+__all__ = ["CODE_VERSION_FILE", "code_version", "cpu_kind", "record_code_version"]
 
 CODE_VERSION_FILE = "code_version.json"
 
@@ -52,9 +52,26 @@ def code_version() -> dict[str, Any]:
     }
 
 
+def cpu_kind() -> str:
+    """The processor and the kernels torch dispatches to on it, e.g. ``"Intel(R) Xeon(R)
+    Processor (AVX512)"``. Float results are bitwise repeatable only on the same kind: another
+    instruction set (or another MKL / oneDNN code path) rounds sums in another order."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()})"
+
+
 def record_code_version(folder: Path, step: int) -> dict[str, Any]:
-    """Append this invocation's code version (with the step it starts from and torch's thread
-    count) to ``FOLDER/code_version.json``, a list with one entry per start or resume."""
+    """Append this invocation's code version (with the step it starts from, torch's thread
+    count and the CPU kind) to ``FOLDER/code_version.json``, a list with one entry per start or resume."""
     path = Path(folder) / CODE_VERSION_FILE
     try:
         history = json.loads(path.read_text()) if path.is_file() else []
@@ -65,6 +82,7 @@ def record_code_version(folder: Path, step: int) -> dict[str, Any]:
     entry = {
         **code_version(),
         "threads": torch.get_num_threads(),  # intra-op threads: reductions may depend on them
+        "cpu": cpu_kind(),  # so may the instruction set the kernels use
         "step": int(step),
         "time": _dt.datetime.now().isoformat(timespec="seconds"),
     }
