@@ -63,8 +63,6 @@ COMMANDS = all_commands()
 # ----------------------------------------------------------------------------- the tables
 SKIP = {
     "convert-official": "needs the authors' released checkpoint (.pth) and the Cityscapes data",
-    "compare-none.yaml": "a one-off suite file of that published run (compare.yaml with its none "
-    "method only), not shipped",
     "finetune.init_from=runs/ade-sar": "stage 2 of a paper-scale ADE20K run (GPUs, the dataset)",
     "model.pretrained=/path/to/": "needs the ImageNet weight file",
     "model.pretrained=/weights/": "needs the ImageNet weight file",
