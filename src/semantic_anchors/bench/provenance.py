@@ -22,7 +22,7 @@ def _read_list(file: Path) -> list:
 
 
 def run_provenance(run_dir: str | Path) -> dict[str, Any]:
-    """``{"command", "commit", "dirty", "package", "threads", "reused_from"}`` of one run folder;
+    """``{"command", "commit", "dirty", "package", "threads", "cpu", "reused_from"}`` of one run folder;
     a field the folder does not record (a run trained before it was recorded) is None. The code
     version is the last start's (a resumed run: the one that finished it)."""
     run_dir = Path(run_dir)
@@ -41,6 +41,7 @@ def run_provenance(run_dir: str | Path) -> dict[str, Any]:
         "dirty": last.get("dirty") if len(commits) <= 1 else True,  # mixed versions: not clean
         "package": last.get("package"),
         "threads": last.get("threads"),
+        "cpu": last.get("cpu"),  # bit-equal results are expected on the same kind of CPU only
         "reused_from": reuse["source"] if reuse else None,
     }
 

@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from semantic_anchors._provenance import cpu_kind
 from semantic_anchors.bench.rerender import published_commands
 from semantic_anchors.bench.results import read_metrics
 
@@ -46,6 +47,14 @@ class Reproduction:
     published: dict[str, float]
     now: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    recorded_cpu: str | None = None  # the CPU kind the published run trained on, if recorded
+    cpu: str = ""  # the CPU kind of this re-run
+
+    @property
+    def same_cpu(self) -> bool:
+        """Whether the published run is known to have trained on this kind of CPU (bit-equal
+        results are expected only then: another instruction set rounds float sums otherwise)."""
+        return self.recorded_cpu is not None and self.recorded_cpu == self.cpu
 
     @property
     def equal(self) -> bool:
@@ -63,6 +72,7 @@ class Reproduction:
             "command": self.command, "threads": self.threads, "equal": self.equal,
             "published": self.published, "now": self.now, "error": self.error,
             "commit": version["commit"], "dirty": version["dirty"],
+            "recorded_cpu": self.recorded_cpu, "cpu": self.cpu,
             "date": dt.date.today().isoformat(),
         }  # fmt: skip
 
@@ -78,6 +88,11 @@ class Reproduction:
             shown = "missing" if new is None else f"{new:.6f}"
             out.append(f"  {key:>10}: published {old:.6f} {mark} now {shown}")
         out.append("  REPRODUCED (bit-equal)" if self.equal else "  DIFFERS from the published run")
+        if not self.equal and not self.same_cpu:
+            out.append(
+                f"  (published on {self.recorded_cpu or 'an unrecorded kind of CPU'}, re-run on "
+                f"{self.cpu}: bit-equality is expected on the same kind only)"
+            )
         return out
 
 
@@ -100,17 +115,18 @@ def recorded_runs(report_dir: str | Path) -> dict[tuple[str, str, int], str]:
     return runs
 
 
-def _from_results(results: dict) -> tuple[dict[tuple[str, str, int], str], dict]:
-    """The commands and thread counts ``results.json`` records per run (reports written since
+def _from_results(results: dict) -> tuple[dict[tuple[str, str, int], str], dict, dict]:
+    """The commands, thread counts and CPU kinds ``results.json`` records per run (reports written since
     runs record their provenance); empty for older reports."""
-    runs, threads = {}, {}
+    runs, threads, cpus = {}, {}, {}
     for dataset, entry in results.get("datasets", {}).items():
         for method, m in entry.get("methods", {}).items():
             for seed, p in (m.get("runs") or {}).items():
                 if p.get("command"):
                     runs[(dataset, method, int(seed))] = p["command"]
                     threads[(dataset, method, int(seed))] = p.get("threads")
-    return runs, threads
+                    cpus[(dataset, method, int(seed))] = p.get("cpu")
+    return runs, threads, cpus
 
 
 def _published(results: dict, dataset: str, method: str, seed: int) -> dict[str, float]:
@@ -145,7 +161,7 @@ def reproduce_run(
     """
     report_dir = Path(report_dir)
     results = json.loads((report_dir / "results.json").read_text())
-    runs, recorded_threads = _from_results(results)
+    runs, recorded_threads, recorded_cpus = _from_results(results)
     runs = runs or recorded_runs(report_dir)
     if not runs:
         raise ValueError(f"{report_dir}/report.md lists no training command")
@@ -168,6 +184,7 @@ def reproduce_run(
     command = runs[key]
     threads = int(threads or recorded_threads.get(key) or 1)
     rep = Reproduction(report_dir, *key, command, threads, _published(results, *key))
+    rep.recorded_cpu, rep.cpu = recorded_cpus.get(key), cpu_kind()
 
     args = shlex.split(command)[1:]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
