@@ -71,7 +71,8 @@ def cpu_kind() -> str:
 
 def record_code_version(folder: Path, step: int) -> dict[str, Any]:
     """Append this invocation's code version (with the step it starts from, torch's thread
-    count and the CPU kind) to ``FOLDER/code_version.json``, a list with one entry per start or resume."""
+    count and the CPU kind) to ``FOLDER/code_version.json``, a list with one entry per start or
+    resume."""
     path = Path(folder) / CODE_VERSION_FILE
     try:
         history = json.loads(path.read_text()) if path.is_file() else []

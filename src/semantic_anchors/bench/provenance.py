@@ -22,9 +22,9 @@ def _read_list(file: Path) -> list:
 
 
 def run_provenance(run_dir: str | Path) -> dict[str, Any]:
-    """``{"command", "commit", "dirty", "package", "threads", "cpu", "reused_from"}`` of one run folder;
-    a field the folder does not record (a run trained before it was recorded) is None. The code
-    version is the last start's (a resumed run: the one that finished it)."""
+    """``{"command", "commit", "dirty", "package", "threads", "cpu", "reused_from"}`` of one run
+    folder; a field the folder does not record (a run trained before it was recorded) is None.
+    The code version is the last start's (a resumed run: the one that finished it)."""
     run_dir = Path(run_dir)
     reuse = reused_from(run_dir)
     command = None

@@ -115,18 +115,16 @@ def recorded_runs(report_dir: str | Path) -> dict[tuple[str, str, int], str]:
     return runs
 
 
-def _from_results(results: dict) -> tuple[dict[tuple[str, str, int], str], dict, dict]:
-    """The commands, thread counts and CPU kinds ``results.json`` records per run (reports written since
-    runs record their provenance); empty for older reports."""
-    runs, threads, cpus = {}, {}, {}
+def _from_results(results: dict) -> dict[tuple[str, str, int], dict]:
+    """The provenance ``results.json`` records per run (command, threads, CPU kind, ...) of the
+    runs with a command (reports written since runs record it); empty for older reports."""
+    runs = {}
     for dataset, entry in results.get("datasets", {}).items():
         for method, m in entry.get("methods", {}).items():
             for seed, p in (m.get("runs") or {}).items():
                 if p.get("command"):
-                    runs[(dataset, method, int(seed))] = p["command"]
-                    threads[(dataset, method, int(seed))] = p.get("threads")
-                    cpus[(dataset, method, int(seed))] = p.get("cpu")
-    return runs, threads, cpus
+                    runs[(dataset, method, int(seed))] = p
+    return runs
 
 
 def _published(results: dict, dataset: str, method: str, seed: int) -> dict[str, float]:
@@ -161,8 +159,8 @@ def reproduce_run(
     """
     report_dir = Path(report_dir)
     results = json.loads((report_dir / "results.json").read_text())
-    runs, recorded_threads, recorded_cpus = _from_results(results)
-    runs = runs or recorded_runs(report_dir)
+    recorded = _from_results(results)
+    runs = {key: p["command"] for key, p in recorded.items()} or recorded_runs(report_dir)
     if not runs:
         raise ValueError(f"{report_dir}/report.md lists no training command")
     wanted = [
@@ -182,9 +180,12 @@ def reproduce_run(
         raise ValueError(f"{report_dir}: {wanted[0]} starts from another run's folder")
     key = standalone[0]
     command = runs[key]
-    threads = int(threads or recorded_threads.get(key) or 1)
-    rep = Reproduction(report_dir, *key, command, threads, _published(results, *key))
-    rep.recorded_cpu, rep.cpu = recorded_cpus.get(key), cpu_kind()
+    provenance = recorded.get(key, {})
+    threads = int(threads or provenance.get("threads") or 1)
+    rep = Reproduction(
+        report_dir, *key, command, threads, _published(results, *key),
+        recorded_cpu=provenance.get("cpu"), cpu=cpu_kind(),
+    )  # fmt: skip
 
     args = shlex.split(command)[1:]
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
