@@ -400,7 +400,8 @@ def unmirrored_tests(tests: Path = TESTS, src: Path = SRC / PACKAGE) -> list[str
 
     ``tests/<package>/test_<name>[_<topic>].py`` tests ``<name>`` of ``src/.../<package>/`` (a
     module or subpackage anywhere below it, its leading underscore dropped), or the package's
-    docstring examples (``test_doctests.py``).
+    docstring examples (``test_doctests.py``); a module at the root of ``tests/`` tests a
+    top-level module or package (a deeper one has its package's folder).
     """
     found = []
     for path in sorted(tests.rglob("test_*.py")):
@@ -412,8 +413,12 @@ def unmirrored_tests(tests: Path = TESTS, src: Path = SRC / PACKAGE) -> list[str
         package = src.joinpath(*folder.parts)
         names = {"doctests"}
         if package.is_dir():
-            names |= {p.stem.lstrip("_") for p in package.rglob("*.py")}
-            names |= {p.name for p in package.rglob("*") if p.is_dir()}
+            below = package.rglob("*") if folder.parts else package.iterdir()
+            for p in below:
+                if p.is_dir():
+                    names.add(p.name)
+                elif p.suffix == ".py":
+                    names.add(p.stem.lstrip("_"))
         words = path.stem.removeprefix("test_").split("_")
         if not any("_".join(words[:k]) in names for k in range(1, len(words) + 1)):
             found.append(str(path.relative_to(tests.parent)))
@@ -433,11 +438,13 @@ def test_the_mirror_check_finds_a_stray_test(tmp_path):
     (src / "train" / "run.py").write_text("")
     (src / "cli.py").write_text("")
     (tests / "train").mkdir(parents=True)
-    for name in ("train/test_run_ddp.py", "train/test_doctests.py", "test_cli.py",
-                 "train/test_cli.py", "test_fault_tolerance.py", "docs/test_commands.py"):  # fmt: skip
+    for name in ("train/test_run_ddp.py", "train/test_doctests.py", "test_cli.py", "test_train.py",
+                 "test_run.py", "train/test_cli.py", "test_fault_tolerance.py",
+                 "docs/test_commands.py"):  # fmt: skip
         (tests / name).parent.mkdir(parents=True, exist_ok=True)
         (tests / name).write_text("")
-    assert unmirrored_tests(tests, src) == [
+    assert unmirrored_tests(tests, src) == [  # test_run.py: run is train.run, not a root module
         "tests/test_fault_tolerance.py",
+        "tests/test_run.py",
         "tests/train/test_cli.py",
     ]
