@@ -30,7 +30,7 @@ from semantic_anchors.train import train
 from semantic_anchors.train.config import load_config
 from semantic_anchors.train.data import AnchorDataModule
 from semantic_anchors.train.module import AnchorModule
-from semantic_anchors.train.run import _data_info, intra_op_threads
+from semantic_anchors.train.run import intra_op_threads
 
 RECIPES = ("synthlt-fcn-quick", "fashion-scenes-fcn-quick", "fashion-lt-smallcnn-quick")
 
@@ -73,7 +73,7 @@ def bare_rate(recipe: str, regularizer: str, steps: int) -> float:
     try:
         L.seed_everything(int(config["seed"]), workers=True, verbose=False)
         dm = AnchorDataModule(config["data"], int(config["seed"]))
-        module = AnchorModule(config, _data_info(dm))  # its model, loss, regularizer, optimizer
+        module = AnchorModule(config, dm.info())  # its model, loss, regularizer, optimizer
         setup = module.configure_optimizers()
         optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
         model, criterion, reg = module.model, module.criterion, module.regularizer

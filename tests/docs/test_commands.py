@@ -296,10 +296,9 @@ def _data_info(config: dict) -> tuple[dict, str]:
     from semantic_anchors.data.longtail import head_body_tail
     from semantic_anchors.models import get_model_entry
     from semantic_anchors.train.data import AnchorDataModule
-    from semantic_anchors.train.run import _data_info
 
     if config["data"]["name"] in LOCAL_DATA and config["data"]["root"] is None:
-        return _data_info(AnchorDataModule(config["data"], int(config["seed"]))), "cpu"
+        return AnchorDataModule(config["data"], int(config["seed"])).info(), "cpu"
     frequencies = [400.0, 200.0, 100.0, 50.0, 25.0]
     return {
         "task": get_model_entry(config["model"]["name"]).task, "num_classes": 5,

@@ -12,7 +12,7 @@ import torch
 
 from semantic_anchors import SemanticAnchorRegularizer
 from semantic_anchors.train import train
-from semantic_anchors.train.module import VALIDATE_STEPS
+from semantic_anchors.train.parts import VALIDATE_STEPS
 from tests._helpers.runs import TINY
 from tests._helpers.syncs import count_syncs
 

@@ -133,7 +133,7 @@ TINY_MODELS = {"segmentation": "fcn_small", "classification": "small_cnn"}
 def tiny_models(monkeypatch):
     """``create_model`` as the training module calls it, with a recipe's (possibly large) model
     swapped for the quick recipes' model of the same task: everything else is the real path."""
-    import semantic_anchors.train.module as module
+    import semantic_anchors.train.parts as parts
     from semantic_anchors.models import create_model, get_model_entry
 
     def tiny(name, num_classes, *, in_channels, prototype_head=None, prototype_options=None,
@@ -145,7 +145,7 @@ def tiny_models(monkeypatch):
             prototype_options=prototype_options,
         )  # fmt: skip
 
-    monkeypatch.setattr(module, "create_model", tiny)
+    monkeypatch.setattr(parts, "create_model", tiny)
 
 
 def _one_training_step(config: dict) -> tuple[torch.nn.Module, torch.Tensor]:

@@ -129,7 +129,8 @@ def compute_diagnostics(
     """
     from semantic_anchors.train.checkpoint import load_checkpoint
     from semantic_anchors.train.data import AnchorDataModule
-    from semantic_anchors.train.module import AnchorModule, uses_text_anchors
+    from semantic_anchors.train.module import AnchorModule
+    from semantic_anchors.train.parts import uses_text_anchors
 
     run_dir = Path(run_dir)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

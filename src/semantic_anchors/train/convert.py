@@ -101,7 +101,6 @@ def convert_official(
     """
     from semantic_anchors.train.data import AnchorDataModule
     from semantic_anchors.train.module import AnchorModule
-    from semantic_anchors.train.run import _data_info
 
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -111,7 +110,7 @@ def convert_official(
     if config["regularizer"]["name"] != "sar":
         state = {k: v for k, v in state.items() if not k.startswith("regularizer.")}
     dm = AnchorDataModule(config["data"], int(config["seed"]))
-    info = _data_info(dm)
+    info = dm.info()
     model_options = dict(config["model"])
     model_options.pop("pretrained", None)  # the weights come from the checkpoint
     config["model"] = model_options

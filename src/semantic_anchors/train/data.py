@@ -88,6 +88,15 @@ class AnchorDataModule(L.LightningDataModule):
         self.class_frequencies = [float(v) for v in info.class_frequencies]
         self.ignore_index = getattr(info, "ignore_index", 255)
 
+    def info(self) -> dict:
+        """What the run's parts need to know of the training set (the ``data_info`` of
+        :func:`~semantic_anchors.train.parts.build_parts`)."""
+        return {
+            "task": self.task, "num_classes": self.num_classes, "in_channels": self.in_channels,
+            "class_names": self.class_names, "groups": self.groups,
+            "class_frequencies": self.class_frequencies, "ignore_index": self.ignore_index,
+        }  # fmt: skip
+
     def _build(self, split: str, extra: dict):
         options = {**self.cfg["options"], **extra}
         return build_dataset(self.cfg["name"], root=self.cfg["root"], split=split, **options)

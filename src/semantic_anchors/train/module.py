@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
 from semantic_anchors.inference import predict_logits
-from semantic_anchors.losses import build_loss
-from semantic_anchors.metrics import ClassificationMetrics, SegmentationMetrics
-from semantic_anchors.models import create_model
-from semantic_anchors.models.segmentors import ProtoSegSegmentor
-from semantic_anchors.regularizers.registry import build_regularizer
-from semantic_anchors.text_anchors import TextAnchorCache, default_prompt
 from semantic_anchors.train.checkpoint import capture_rng, restore_rng
 from semantic_anchors.train.divergence import (
     NonFiniteTracker,
@@ -23,39 +16,12 @@ from semantic_anchors.train.divergence import (
     guard_step,
     snapshot_buffers,
 )
-from semantic_anchors.train.finetune import (
-    check_batch_options,
-    config_calibration,
-    freeze_for_stage2,
-)
+from semantic_anchors.train.finetune import freeze_for_stage2
 from semantic_anchors.train.mixup import mixup_batch
 from semantic_anchors.train.optim import apply_config_lr, build_optimizer
+from semantic_anchors.train.parts import build_parts
 
-__all__ = ["AnchorModule", "text_anchor_cache", "uses_text_anchors"]
-
-VALIDATE_STEPS = 10
-"""Training steps whose regularizer inputs are checked (finite, labels in range) unless
-``regularizer.validate`` says otherwise (``true``: every step, ``false``: none)."""
-
-
-def _options(section: dict) -> tuple[str, dict]:
-    options = dict(section)
-    return options.pop("name"), options
-
-
-def uses_text_anchors(config: dict) -> bool:
-    """Whether the config's regularizer takes text anchors (``regularizer.anchors: text``)."""
-    return config["regularizer"].get("anchors") == "text"
-
-
-def text_anchor_cache(config: dict, data_info: dict, cache_dir: str | Path) -> TextAnchorCache:
-    """The cache of a config's text anchors: its ``text_prompt`` (default by task), its
-    ``text_model`` (default: the offline package) and the dataset's class names."""
-    reg = config["regularizer"]
-    prompt = reg.get("text_prompt") or default_prompt(data_info["task"])
-    return TextAnchorCache(
-        cache_dir, data_info["class_names"], prompt=prompt, model=reg.get("text_model")
-    )
+__all__ = ["AnchorModule"]
 
 
 class AnchorModule(L.LightningModule):
@@ -75,57 +41,11 @@ class AnchorModule(L.LightningModule):
         self.task = data_info["task"]
         self.num_classes = data_info["num_classes"]
         self.ignore_index = data_info["ignore_index"]
-        model_name, model_options = _options(config["model"])
-        model_options.setdefault("in_channels", data_info["in_channels"])
-        self.model = create_model(model_name, num_classes=self.num_classes, **model_options)
-        expected_dense = self.task == "segmentation"
-        if bool(self.model.dense) != expected_dense:
-            raise ValueError(
-                f"model {model_name!r} is a {'segmentation' if self.model.dense else 'classification'}"
-                f" model but dataset {config['data']['name']!r} is a {self.task} dataset"
-            )
-        reg_name, reg_options = _options(config["regularizer"])
-        text_keys = {
-            k: reg_options.pop(k) for k in ("text_prompt", "text_model") if k in reg_options
-        }
-        if uses_text_anchors(config):
-            if anchors is None:  # no run folder: embed the class names now
-                anchors = text_anchor_cache(config, data_info, Path()).compute()
-            reg_options["anchors"] = anchors
-        elif text_keys:
-            raise ValueError(
-                f"regularizer.{'/'.join(text_keys)} only apply with regularizer.anchors=text, got "
-                f"anchors={reg_options.get('anchors', 'normal')!r}"
-            )
-        if reg_name != "none":  # the dataset's ignore value (a regularizer refuses a real class)
-            reg_options.setdefault("ignore_index", self.ignore_index)
-            # Check inputs (a device sync) on the first steps only: a step is then sync-free.
-            reg_options.setdefault("validate", VALIDATE_STEPS)
-        self.regularizer = build_regularizer(
-            reg_name, self.num_classes, self.model.feat_dim, dense=self.model.dense, **reg_options
-        )
-        if isinstance(self.model, ProtoSegSegmentor) and reg_name != "protoseg":
-            raise ValueError(
-                "model.prototype_head=protoseg needs regularizer.name=protoseg (its losses and the "
-                f"prototype update; without it the prototypes never move), got {reg_name!r}"
-            )
-        loss_name, loss_options = _options(config["loss"])
-        self.criterion = build_loss(
-            loss_name, num_classes=self.num_classes,
-            class_frequencies=data_info["class_frequencies"], ignore_index=self.ignore_index,
-            **loss_options,
-        )  # fmt: skip
-        # Long-tail options (docs/longtail.md): data.mixup_alpha / data.sampler (classification),
-        # a stage-2 logit calibration and the parameters a stage 2 trains (finetune.*).
-        check_batch_options(config, self.task)
-        self.calibration = config_calibration(config, self.model)
-        self.frozen_bn = freeze_for_stage2(self, config)  # BN layers kept in eval mode
-        groups = data_info["groups"]
-        if self.task == "segmentation":
-            self.val_metrics = SegmentationMetrics(self.num_classes, self.ignore_index, groups)
-        else:
-            self.val_metrics = ClassificationMetrics(self.num_classes, groups)
-        self.monitor = "val/mIoU" if self.task == "segmentation" else "val/top1"
+        parts = build_parts(config, data_info, anchors)
+        self.model, self.regularizer = parts.model, parts.regularizer
+        self.criterion, self.calibration = parts.criterion, parts.calibration
+        self.val_metrics, self.monitor = parts.val_metrics, parts.monitor
+        self.frozen_bn = freeze_for_stage2(self, config)  # finetune.train_only; BN kept in eval
         self.last_val: dict[str, Any] | None = None
         self.rank_checksums: list[list[float]] | None = None
         self.progress_loss: torch.Tensor | None = None  # last step's loss, for the progress bar

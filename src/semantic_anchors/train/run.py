@@ -9,6 +9,8 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ from semantic_anchors.train.config import dump_config, load_config
 from semantic_anchors.train.data import AnchorDataModule
 from semantic_anchors.train.divergence import DIVERGED_FILE, TrainingDiverged, describe_divergence
 from semantic_anchors.train.finetune import load_init_from
-from semantic_anchors.train.module import AnchorModule, text_anchor_cache, uses_text_anchors
+from semantic_anchors.train.module import AnchorModule
+from semantic_anchors.train.parts import text_anchor_cache, uses_text_anchors
 from semantic_anchors.train.resume import (
     refuse_existing,
     remove_partial_files,
@@ -126,14 +129,6 @@ def _trainer(
         plugins=[AtomicCheckpointIO(keep=int(tcfg["keep_checkpoints"]))],
         default_root_dir=str(out_dir) if out_dir is not None else None,
     )
-
-
-def _data_info(dm: AnchorDataModule) -> dict:
-    return {
-        "task": dm.task, "num_classes": dm.num_classes, "in_channels": dm.in_channels,
-        "class_names": dm.class_names, "groups": dm.groups,
-        "class_frequencies": dm.class_frequencies, "ignore_index": dm.ignore_index,
-    }  # fmt: skip
 
 
 def _write_metrics(out_dir: Path, module: AnchorModule, extra: dict) -> dict:
@@ -234,14 +229,38 @@ def train(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(intra_op_threads(config))
     try:
-        return _train(config, out_dir, resume, ckpt_path, log_version, changes, step,
-                      rank_zero, callbacks, on_start)  # fmt: skip
+        return _train(
+            _RunStart(config, out_dir, resume is not None, ckpt_path, log_version, changes, step,
+                      rank_zero, list(callbacks or []), on_start)
+        )  # fmt: skip
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_zero, callbacks,
-           on_start) -> dict:  # fmt: skip
+@dataclass(frozen=True)
+class _RunStart:
+    """Where :func:`train` starts a run: what it resolved before anything is built."""
+
+    config: dict
+    out_dir: Path
+    resumed: bool
+    ckpt_path: Path | None  # the checkpoint to continue from (None: step 0)
+    log_version: str  # the base name of this attempt's log folder
+    changes: list  # the trajectory changes accepted on resume (changes.yaml)
+    step: int  # the step training continues from
+    rank_zero: bool  # this process writes the run folder
+    callbacks: list  # the caller's extra Lightning callbacks
+    on_start: Callable[[Path], Any] | None  # called with the locked run folder
+
+
+def _train(start: _RunStart) -> dict:
+    config, out_dir, ckpt_path, rank_zero = (
+        start.config,
+        start.out_dir,
+        start.ckpt_path,
+        start.rank_zero,
+    )
+    log_version = start.log_version
     # Everything that can fail on bad input is built before the run folder is touched.
     L.seed_everything(int(config["seed"]), workers=True, verbose=False)
     if config["trainer"]["deterministic"]:
@@ -249,12 +268,12 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
     dm = AnchorDataModule(config["data"], int(config["seed"]))
     text_cache, text, new_text = None, None, False
     if uses_text_anchors(config):  # a run's text anchors live in its folder (resume: the same)
-        text_cache = text_anchor_cache(config, _data_info(dm), out_dir / "anchors")
+        text_cache = text_anchor_cache(config, dm.info(), out_dir / "anchors")
         text = text_cache.load()
         new_text = text is None
         if new_text:  # written below, once the run folder is locked
             text = text_cache.compute()
-    module = AnchorModule(config, _data_info(dm), anchors=text)
+    module = AnchorModule(config, dm.info(), anchors=text)
     init_from = (config.get("finetune") or {}).get("init_from")
     if init_from is not None and ckpt_path is None:  # stage 2 starts from a run's whole model
         load_init_from(module, init_from)
@@ -271,7 +290,7 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
         lock.acquire()
     try:
         if rank_zero:
-            if resume is None and folder_state(out_dir) != "new":  # raced with another command
+            if not start.resumed and folder_state(out_dir) != "new":  # raced with another command
                 refuse_existing(out_dir)
             remove_partial_files(out_dir / "checkpoints")
             for moved in set_aside_damaged(out_dir / "checkpoints", ckpt_path):
@@ -281,18 +300,18 @@ def _train(config, out_dir, resume, ckpt_path, log_version, changes, step, rank_
             log_version = _log_version(out_dir, log_version)
         trainer = _trainer(
             config, out_dir, dm.task, fit=True, log_version=log_version,
-            callbacks=[checkpointer, *(callbacks or [])],
+            callbacks=[checkpointer, *start.callbacks],
         )  # fmt: skip
         if rank_zero:
             if new_text:
                 text_cache.save(text)
-            if resume is None:
+            if not start.resumed:
                 dump_config(config, out_dir / "config.yaml")
-            record_changes(out_dir, step, changes)
-            record_code_version(out_dir, step)  # which code trained from this step on
-        if on_start is not None and rank_zero:
-            on_start(out_dir)
-        checkpointer.saved_step = step if ckpt_path is not None else None
+            record_changes(out_dir, start.step, start.changes)
+            record_code_version(out_dir, start.step)  # which code trained from this step on
+        if start.on_start is not None and rank_zero:
+            start.on_start(out_dir)
+        checkpointer.saved_step = start.step if ckpt_path is not None else None
         try:
             return _fit(trainer, module, dm, out_dir, ckpt_path, checkpointer)
         except TrainingDiverged as err:
@@ -353,7 +372,7 @@ def evaluate(path: str | Path, overrides: list[str] | None = None) -> dict:
     dm = AnchorDataModule(config["data"], int(config["seed"]))
     state = ckpt["state_dict"]
     text = state.get("regularizer.anchors") if uses_text_anchors(config) else None
-    module = AnchorModule(config, _data_info(dm), anchors=text)
+    module = AnchorModule(config, dm.info(), anchors=text)
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
