@@ -19,10 +19,47 @@ from semantic_anchors._model_checks import (
 
 from .output import ModelOutput
 
-__all__ = ["ClassificationModel"]
+__all__ = ["ClassificationModel", "VectorModel"]
 
 
-class ClassificationModel(nn.Module):
+class VectorModel(nn.Module):
+    """Base of the image classifiers: subclasses give ``forward_features`` (the ``(B, D)``
+    vector the classifier reads) and ``forward_head``; ``forward`` and ``forward_train`` follow,
+    the same for the zoo's CNNs and the ``transformers`` models."""
+
+    dense = False
+
+    def forward_features(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_head(self, features: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits.
+
+        Shape:
+            x: ``(B, in_channels, H, W)`` -> ``(B, num_classes)``.
+
+        Raises:
+            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
+        """
+        return self.forward_head(self.forward_features(x))
+
+    def forward_train(self, x: Tensor) -> ModelOutput:
+        """Features and logits from one pass (``aux_logits`` is ``None``).
+
+        Shape:
+            x: ``(B, in_channels, H, W)`` -> features ``(B, D)``, logits ``(B, num_classes)``.
+
+        Raises:
+            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
+        """
+        features = self.forward_features(x)  # (B, D)
+        return ModelOutput(features, self.forward_head(features), None)
+
+
+class ClassificationModel(VectorModel):
     """Base class of the classifiers (ResNet, CIFAR ResNet, small CNN).
 
     Subclasses set ``self.in_channels``, ``self.stage_channels`` and ``self.output_stride``,
@@ -41,7 +78,6 @@ class ClassificationModel(nn.Module):
         x: ``(B, in_channels, H, W)``; features: ``(B, D)``; logits: ``(B, num_classes)``.
     """
 
-    dense = False
     aux_loss_weight = 0.0
     in_channels: int
     stage_channels: tuple[int, ...]
@@ -99,26 +135,3 @@ class ClassificationModel(nn.Module):
         """
         check_features(features, self.feat_dim, dense=False)
         return self.classifier(self.head_drop(features))  # (B, C)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> ``(B, num_classes)``.
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
-        return self.forward_head(self.forward_features(x))
-
-    def forward_train(self, x: Tensor) -> ModelOutput:
-        """Features and logits from one pass (``aux_logits`` is ``None``).
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> features ``(B, D)``, logits ``(B, num_classes)``.
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
-        features = self.forward_features(x)  # (B, D)
-        return ModelOutput(features, self.forward_head(features), None)

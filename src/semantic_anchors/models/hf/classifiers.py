@@ -19,14 +19,14 @@ from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_features, check_images, check_int
 
-from ..output import ModelOutput
+from ..classifier import VectorModel
 from ..registry import inherit_signature, register_model
 from . import common
 
 __all__ = ["HFImageClassifier", "build_hf_classifier", "hf_convnext_t", "hf_vit_b16", "hf_vit_s16"]
 
 
-class HFImageClassifier(nn.Module):
+class HFImageClassifier(VectorModel):
     """A ``transformers`` ``*ForImageClassification`` model with the model contract.
 
     Args:
@@ -46,7 +46,6 @@ class HFImageClassifier(nn.Module):
         TypeError: an HF model of another family.
     """
 
-    dense = False
     aux_loss_weight = 0.0
 
     def __init__(self, hf_model: nn.Module) -> None:
@@ -94,26 +93,6 @@ class HFImageClassifier(nn.Module):
         """
         check_features(features, self.feat_dim, dense=False)
         return self.classifier(features)  # (B, C)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> ``(B, num_classes)``.
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
-        return self.forward_head(self.forward_features(x))
-
-    def forward_train(self, x: Tensor) -> ModelOutput:
-        """Features and logits from one pass (``aux_logits`` is ``None``).
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
-        features = self.forward_features(x)  # (B, D)
-        return ModelOutput(features, self.forward_head(features), None)
 
 
 # ViT-S/16 and ViT-B/16 as DeiT / google/vit-base-patch16-224; ConvNeXt-T as facebook/convnext-tiny.

@@ -11,8 +11,6 @@ from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_features, check_images
 
-from ..layers import upsample_like
-from ..output import ModelOutput
 from ..segmentors.dense import DenseModel
 
 __all__ = ["HFDenseSegmentor"]
@@ -70,19 +68,7 @@ class HFDenseSegmentor(DenseModel):
             features = dropout(features)
         return head.classifier(features)  # (B, C, h, w)
 
-    def forward_train(self, x: Tensor) -> ModelOutput:
-        """Features, upsampled logits and auxiliary logits from one encoder pass.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> features ``(B, D, h, w)``, logits and aux_logits
-            ``(B, num_classes, H, W)`` (aux_logits ``None`` without an auxiliary head).
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
+    def _train_pass(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         check_images(x, self.in_channels)
         features, aux_logits = self._features_and_aux(x, aux=True)  # (B, D, h, w)
-        logits = upsample_like(self.forward_head(features), x)  # (B, C, H, W)
-        if aux_logits is not None:
-            aux_logits = upsample_like(aux_logits, x)  # (B, C, H, W)
-        return ModelOutput(features, logits, aux_logits)
+        return features, self.forward_head(features), aux_logits

@@ -18,8 +18,6 @@ from semantic_anchors._model_checks import check_features, check_images
 
 from ..classifier import ClassificationModel
 from ..heads.base import DecodeHead
-from ..layers import upsample_like
-from ..output import ModelOutput
 from .dense import DenseModel
 
 __all__ = ["MultiLevelSegmentor"]
@@ -149,17 +147,6 @@ class MultiLevelSegmentor(DenseModel):
         check_features(features, self.feat_dim, dense=True)
         return self._last_head.forward_head(features)  # (B, C, h, w)
 
-    def forward_train(self, x: Tensor) -> ModelOutput:
-        """Features, upsampled logits and (cascade) upsampled coarse logits from one pass.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> features ``(B, D, h, w)``, logits and aux_logits
-            ``(B, num_classes, H, W)`` (aux_logits ``None`` with a single head).
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
+    def _train_pass(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         features, coarse_logits = self._features(x)  # (B, D, h, w), (B, C, h, w) | None
-        logits = upsample_like(self._last_head.forward_head(features), x)  # (B, C, H, W)
-        aux_logits = None if coarse_logits is None else upsample_like(coarse_logits, x)
-        return ModelOutput(features, logits, aux_logits)
+        return features, self._last_head.forward_head(features), coarse_logits

@@ -13,8 +13,6 @@ from semantic_anchors._model_checks import check_features, check_images
 
 from ..classifier import ClassificationModel
 from ..heads.base import DecodeHead
-from ..layers import upsample_like
-from ..output import ModelOutput
 from .dense import DenseModel
 
 __all__ = ["Segmentor"]
@@ -137,23 +135,12 @@ class Segmentor(DenseModel):
         check_features(features, self.feat_dim, dense=True)
         return self.decode_head.forward_head(features)  # (B, C, h, w)
 
-    def forward_train(self, x: Tensor) -> ModelOutput:
-        """Features, upsampled logits and upsampled auxiliary logits from one backbone pass.
-
-        Shape:
-            x: ``(B, in_channels, H, W)`` -> features ``(B, D, h, w)``, logits and aux_logits
-            ``(B, num_classes, H, W)`` (aux_logits ``None`` without an auxiliary head).
-
-        Raises:
-            ValueError: ``x`` is not a float ``(B, in_channels, H, W)`` tensor.
-        """
+    def _train_pass(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         check_images(x, self.in_channels)
         stages = self.backbone.forward_stages(x)
         features = self.decode_head.forward_features(stages[self.decode_index])  # (B, D, h, w)
-        logits = upsample_like(self.decode_head.forward_head(features), x)  # (B, C, H, W)
+        logits = self.decode_head.forward_head(features)  # (B, C, h, w)
         aux_logits = None
-        if self.auxiliary_head is not None:
-            aux_logits = upsample_like(
-                self.auxiliary_head(stages[self.aux_index]), x
-            )  # (B, C, H, W)
-        return ModelOutput(features, logits, aux_logits)
+        if self.auxiliary_head is not None:  # after the decode head's dropout, as always
+            aux_logits = self.auxiliary_head(stages[self.aux_index])  # (B, C, h', w')
+        return features, logits, aux_logits
