@@ -10,7 +10,7 @@ __all__ = ["RECIPES_DIR", "SUITES_DIR", "describe", "list_yaml"]
 
 # Wheels are installed unpacked, so the package's data files are plain files on disk.
 RECIPES_DIR = Path(str(resources.files("semantic_anchors") / "recipes"))
-SUITES_DIR = RECIPES_DIR / "bench"
+SUITES_DIR = RECIPES_DIR / "suites"
 
 
 def list_yaml(folder: Path, *, hidden: bool = False) -> list[str]:

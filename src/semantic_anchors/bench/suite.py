@@ -1,6 +1,6 @@
 """Benchmark suites: datasets x methods x seeds, read from YAML and checked before anything runs.
 
-A suite file (``semantic_anchors/recipes/bench/NAME.yaml`` or any path)::
+A suite file (``semantic_anchors/recipes/suites/NAME.yaml`` or any path)::
 
     name: quick                         # optional, default: the file name
     description: what the suite shows   # optional
@@ -85,12 +85,12 @@ __all__ = [
 
 
 def list_suites() -> list[str]:
-    """Names of the suites shipped in ``semantic_anchors/recipes/bench/``."""
+    """Names of the suites shipped in ``semantic_anchors/recipes/suites/``."""
     return list_yaml(SUITES_DIR)
 
 
 def resolve_suite_path(suite: str | Path) -> Path:
-    """A suite name from ``semantic_anchors/recipes/bench/`` (with or without ``.yaml``) or a YAML path.
+    """A suite name from ``semantic_anchors/recipes/suites/`` (with or without ``.yaml``) or a YAML path.
 
     Raises:
         FileNotFoundError: neither exists (the message lists the shipped suites).
@@ -111,7 +111,7 @@ def resolve_suite_path(suite: str | Path) -> Path:
 
 
 def load_suite(suite: str | Path | dict) -> Suite:
-    """Read and validate a suite: a name in ``semantic_anchors/recipes/bench/``, a YAML path, or a dict.
+    """Read and validate a suite: a name in ``semantic_anchors/recipes/suites/``, a YAML path, or a dict.
 
     Raises:
         FileNotFoundError: no such suite.
