@@ -27,12 +27,14 @@ def reweighted_anchor_ce(
 
     Args:
         logits: ``(C, C)``; row ``c`` holds the classifier's logits for embedded anchor ``c``.
+            ``(C, C + 1)`` for a classifier with a last "no object" output: it stays in the
+            softmax, so an anchor is also classified against it.
         tau: confidence above which an anchor is considered learned (paper: 0.9).
         reweight: use Eq. 6-7 (True) or the mean CE over anchors (False).
         eps: the ``1e-9`` of the authors' code, keeping the ratio finite.
 
     Shape:
-        - logits: ``(C, C)``.
+        - logits: ``(C, C)`` or ``(C, C + 1)``.
         - Output: ``()``.
 
     Example:
@@ -55,10 +57,12 @@ def anchor_gate(logits: torch.Tensor, delta: float = 0.8) -> torch.Tensor:
 
     Anchor ``c`` passes when ``argmax(logits[c]) == c`` and ``softmax(logits)[c, c] > delta``
     (the raw probability, before Eq. 6). SAR's default gate opens only when all anchors pass.
+    With a last "no object" column (``(C, C + 1)`` logits) an anchor whose argmax is "no
+    object" fails.
     The probabilities are computed in ``promote_types(logits.dtype, float32)``, like the CE.
 
     Shape:
-        - logits: ``(C, C)``.
+        - logits: ``(C, C)`` or ``(C, C + 1)``.
         - Output: ``(C,)`` bool.
     """
     probs = F.softmax(logits.detach().to(_compute_dtype(logits)), dim=1)  # (C, C)

@@ -51,9 +51,16 @@ def _parameter_dtype(module: object) -> torch.dtype | None:
 
 
 def classify_anchors(
-    classifier: Callable[[torch.Tensor], torch.Tensor], embedded: torch.Tensor, num_classes: int
+    classifier: Callable[[torch.Tensor], torch.Tensor],
+    embedded: torch.Tensor,
+    num_classes: int,
+    *,
+    no_object: bool = False,
 ) -> torch.Tensor:
     """Run the model's own classifier on the embedded anchors and return ``(C, C)`` logits.
+
+    With ``no_object=True`` the classifier has one output more, last, for "no object" (the
+    class head of a query-based model: Mask2Former, DETR) and the logits are ``(C, C + 1)``.
 
     ``nn.Conv2d`` classifiers get ``(C, D, 1, 1)``, anything else ``(C, D)``. The anchors are cast
     to the classifier's parameter dtype (a model kept in bf16 or float64) and the logits come back
@@ -80,10 +87,20 @@ def classify_anchors(
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"`classifier` must return a tensor, got {type(logits).__name__}")
     logits = logits.reshape(logits.shape[0], -1) if logits.dim() > 2 else logits
-    if tuple(logits.shape) != (num_classes, num_classes):
+    outputs = num_classes + 1 if no_object else num_classes
+    if tuple(logits.shape) != (num_classes, outputs):
+        what = (
+            "num_classes + 1 outputs, the last for no object"
+            if no_object
+            else "num_classes outputs"
+        )
+        hint = (
+            "; a classifier with a last no-object output needs no_object=True"
+            if not no_object and tuple(logits.shape) == (num_classes, num_classes + 1)
+            else ""
+        )
         raise ValueError(
             f"`classifier` must map the ({num_classes}, {feat_dim}) anchors to "
-            f"({num_classes}, {num_classes}) logits (num_classes outputs), got "
-            f"{tuple(logits.shape)}"
+            f"({num_classes}, {outputs}) logits ({what}), got {tuple(logits.shape)}{hint}"
         )
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))  # (C, C)
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))  # (C, C) or (C, C + 1)

@@ -50,6 +50,11 @@ class SemanticAnchorRegularizer(Regularizer):
         validate: the checks that sync the device (finite features, label range): ``True``
             every call, ``False`` never, an int ``N`` the first ``N`` calls (training: 10).
         generator: optional ``torch.Generator`` for the pre-defined anchors.
+        no_object: the classifier has ``C + 1`` outputs, the last for "no object" (the class
+            head of a query-based model; see :mod:`semantic_anchors.queries`). The no-object
+            logit stays in the softmax of the anchor CE and of the gate: an anchor must be
+            classified as its class against "no object" too, as a matched query is by the
+            model's own class loss. No anchor is made for it and no feature is pulled to it.
 
     Attributes:
         anchors: buffer ``(C, D)``, the pre-defined anchors ``A`` (fixed).
@@ -103,6 +108,7 @@ class SemanticAnchorRegularizer(Regularizer):
         reweight: bool = True,
         validate: bool | int = True,
         generator: torch.Generator | None = None,
+        no_object: bool = False,
     ) -> None:
         super().__init__(
             num_classes, feat_dim, dense=dense, ignore_index=ignore_index, validate=validate
@@ -115,6 +121,7 @@ class SemanticAnchorRegularizer(Regularizer):
         self.gate = check_choice("gate", gate, ("all", "class"))
         self.use_ema = bool(use_ema)
         self.reweight = bool(reweight)
+        self.no_object = bool(no_object)
         c, d = self.num_classes, self.feat_dim
         if isinstance(anchors, str) and anchors == "text":
             raise ValueError(
@@ -162,7 +169,9 @@ class SemanticAnchorRegularizer(Regularizer):
         assert classifier is not None  # guaranteed by Regularizer.forward
         embedded = self.embedded_anchors()  # (C, D)
         with torch.autocast(embedded.device.type, enabled=False):
-            logits = classify_anchors(classifier, embedded, self.num_classes)  # (C, C)
+            logits = classify_anchors(
+                classifier, embedded, self.num_classes, no_object=self.no_object
+            )  # (C, C), or (C, C + 1) with no_object: the softmaxes below keep its column
         loss_aux = reweighted_anchor_ce(logits, tau=self.tau, reweight=self.reweight)
 
         passing = anchor_gate(logits, delta=self.delta)  # (C,) bool
@@ -194,4 +203,5 @@ class SemanticAnchorRegularizer(Regularizer):
             f"{super().extra_repr()}, lambda_aux={self.lambda_aux}, lambda_p2a={self.lambda_p2a}, "
             f"tau={self.tau}, delta={self.delta}, momentum={self.momentum}, gate={self.gate!r}, "
             f"use_ema={self.use_ema}, reweight={self.reweight}"
+            + (", no_object=True" if self.no_object else "")
         )
