@@ -178,3 +178,29 @@ def test_a_fresh_classification_transform_augments_its_first_image_as_a_running_
         fresh = ClassificationTransform(train=True, mean=(0.5,), std=(0.5,))
         torch.manual_seed(1000 + seed)
         assert torch.equal(fresh(image, 0)[0], seen[seed]), f"sample {seed}"
+
+
+def test_label_maps_of_several_channels_move_together():
+    """A (2, H, W) target (semantic labels, instance ids) gets the semantic channel of the
+    (H, W) path bitwise, and the second channel the same geometry."""
+    from semantic_anchors.data.transforms.segmentation import (
+        SegmentationTrainTransform,
+        SegmentationValTransform,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 255, (3, 50, 70), dtype=torch.uint8, generator=g)
+    semantic = torch.randint(0, 5, (50, 70), generator=g)
+    instance = (semantic * 7 + 3) % 11  # a function of the class: checkable after any geometry
+    for make in (
+        lambda: SegmentationTrainTransform(crop_size=64, mean=(0.5,) * 3, std=(0.2,) * 3),
+        lambda: SegmentationValTransform(mean=(0.5,) * 3, std=(0.2,) * 3, base_size=(90, 40)),
+    ):
+        torch.manual_seed(5)
+        img_one, one = make()(image, semantic)
+        torch.manual_seed(5)
+        img_two, two = make()(image, torch.stack([semantic, instance]))
+        assert two.shape == (2, *one.shape)
+        assert torch.equal(one, two[0]) and torch.equal(img_one, img_two)
+        kept = two[0] != 255  # padding is ignored in both channels
+        assert torch.equal(two[1][kept], (two[0][kept] * 7 + 3) % 11)

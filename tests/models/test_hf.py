@@ -333,6 +333,10 @@ PARAMETERS = [
     ("hf_vit_s16", 1000, 22_050_664),  # DeiT-S: 22 M
     ("hf_convnext_t", 1000, 28_589_128),  # ConvNeXt-T: 28.6 M
 ]
+PARAMETERS += [
+    ("mask2former_tiny", 150, 1_546_070),
+    ("mask2former_swin_t", 150, 47_441_169),  # Mask2Former paper, Swin-T: 47 M
+]
 PARAMETERS_SLOW = [
     ("segformer_b3", 150, 47_337_814),  # 47.3 M
     ("segformer_b4", 150, 64_108_374),  # 64.1 M

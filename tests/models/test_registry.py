@@ -27,6 +27,7 @@ SEGMENTORS = [
     "fcn_r18_d8",
     "fcn_r50_d8",
     "fcn_small",
+    "mask2former_swin_t", "mask2former_tiny",
     "ocrnet_hr18", "ocrnet_hr48",
     "segformer_b0", "segformer_b1", "segformer_b2", "segformer_b3", "segformer_b4", "segformer_b5",
     "upernet_convnext_t", "upernet_swin_b", "upernet_swin_l", "upernet_swin_s", "upernet_swin_t",

@@ -101,3 +101,48 @@ def test_a_datamodule_describes_its_training_set_for_the_factory():
     assert info["class_frequencies"] == [float(v) for v in dm.train_set.class_frequencies]
     parts = build_parts(config, info)
     assert parts.regularizer.num_classes == info["num_classes"]
+
+
+# ----------------------------------------------------------------- a model that owns its loss
+def _query_config(*sets):
+    pytest.importorskip("transformers")
+    return _config("synthlt-fcn-quick", "model.name=mask2former_tiny", *sets)
+
+
+def test_sar_on_a_query_model_sees_vectors_and_a_no_object_class():
+    parts = build_parts(_query_config("regularizer.name=sar"), _info())
+    assert parts.model.owns_loss
+    assert not parts.regularizer.dense and parts.regularizer.no_object
+    assert parts.regularizer.feat_dim == parts.model.feat_dim == 64
+    assert parts.monitor == "val/mIoU"
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["loss.name=focal"], "trains with its own loss"),
+        (["regularizer.name=car"], "regularizer.name='car' is not supported on its queries"),
+        (["eval.anchor_fusion=0.5", "regularizer.name=sar"], "anchor_fusion need per-pixel"),
+    ],
+)
+def test_what_a_query_model_does_not_support_is_refused(sets, message):
+    with pytest.raises(ValueError, match=message):
+        build_parts(_query_config(*sets), _info())
+
+
+def test_a_training_step_of_a_query_model_uses_its_loss_and_matched_queries():
+    config = _query_config("regularizer.name=sar")
+    torch.manual_seed(0)
+    module = AnchorModule(config, _info())
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 64, 64, generator=g)
+    targets = torch.zeros(2, 2, 64, 64, dtype=torch.long)
+    targets[0, 0, :30], targets[0, 1, :30] = 2, 1
+    targets[1, 0, 10:20], targets[1, 1, 10:20] = 4, 3
+    loss = module.training_step((images, targets), 0)
+    assert torch.isfinite(loss)
+    assert module.regularizer.last_stats["loss_aux"] > 0  # SAR ran on the queries
+    loss.backward()
+    assert module.regularizer.embedding.linear[0].weight.grad is not None
+    module.validation_step((images, targets), 0)  # (B, 2, H, W) targets: semantic channel
+    assert module.val_metrics.compute()["mIoU"] >= 0

@@ -51,7 +51,7 @@ class ModelEntry:
 # The modules that hold @register_model builders: imported before any query of MODELS.
 _BUILDER_MODULES = (
     "backbones.small", "backbones.resnet_cifar", "backbones.resnet", "segmentors.resnet",
-    "segmentors.hrnet", "hf.classifiers", "hf.segformer", "hf.upernet",
+    "segmentors.hrnet", "hf.classifiers", "hf.segformer", "hf.upernet", "hf.mask2former",
 )  # fmt: skip
 MODELS: Registry[Callable[..., nn.Module]] = Registry(
     "model", normalize=str, supplied=("num_classes",), unique=True,

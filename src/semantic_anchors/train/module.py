@@ -45,6 +45,7 @@ class AnchorModule(L.LightningModule):
         self.model, self.regularizer = parts.model, parts.regularizer
         self.criterion, self.calibration = parts.criterion, parts.calibration
         self.val_metrics, self.monitor = parts.val_metrics, parts.monitor
+        self.owns_loss = bool(getattr(self.model, "owns_loss", False))
         self.frozen_bn = freeze_for_stage2(self, config)  # finetune.train_only; BN kept in eval
         self.last_val: dict[str, Any] | None = None
         self.rank_checksums: list[list[float]] | None = None
@@ -70,20 +71,24 @@ class AnchorModule(L.LightningModule):
             images, targets, self.config["data"].get("mixup_alpha"),
             seed=int(self.config["seed"]), step=self.global_step, rank=self.global_rank,
         )  # fmt: skip
-        out = self.logits_model().forward_train(images)
-        loss_main = mixed.loss(self.criterion, out.logits)
+        if self.owns_loss:  # a query-based model: its own loss, its matched queries' labels
+            out = self.model.forward_train(images, targets)
+            loss_main, reg_labels = out.loss, out.feature_labels
+        else:
+            out = self.logits_model().forward_train(images)
+            loss_main, reg_labels = mixed.loss(self.criterion, out.logits), mixed.dominant
         loss = loss_main
         logs = {"train/loss_main": loss_main.detach()}
-        if out.aux_logits is not None and self.model.aux_loss_weight > 0:
+        if not self.owns_loss and out.aux_logits is not None and self.model.aux_loss_weight > 0:
             loss_aux_head = mixed.loss(self.criterion, out.aux_logits)
             loss = loss + self.model.aux_loss_weight * loss_aux_head
             logs["train/loss_aux_head"] = loss_aux_head.detach()
         parts = {
-            self.config["loss"]["name"]: loss_main,
+            "model_loss" if self.owns_loss else self.config["loss"]["name"]: loss_main,
             "aux_head": logs.get("train/loss_aux_head"),
         }
         if self.regularizer is not None:
-            reg = self._regularize(out.features, mixed.dominant, parts)
+            reg = self._regularize(out.features, reg_labels, parts)
             if reg is not None:
                 loss = loss + reg
                 logs["train/loss_reg"] = reg.detach()
@@ -223,6 +228,8 @@ class AnchorModule(L.LightningModule):
                 skipped=self.skipped_steps,
                 reason="the weights are finite but the model overflows in evaluation mode",
             )  # fmt: skip
+        if targets.dim() == logits.dim():  # (B, 2, H, W): semantic labels, instance ids
+            targets = targets[:, 0]
         self.val_metrics.update(logits, targets)
 
     def on_validation_epoch_end(self) -> None:

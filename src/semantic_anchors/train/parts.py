@@ -95,6 +95,8 @@ def build_parts(config: dict, data_info: dict, anchors: torch.Tensor | None = No
             f"model {model_name!r} is a {'segmentation' if model.dense else 'classification'}"
             f" model but dataset {config['data']['name']!r} is a {task} dataset"
         )
+    if getattr(model, "owns_loss", False):
+        _check_own_loss(config, model_name)
     regularizer = _regularizer(config, data_info, model, anchors)
     loss_name, loss_options = _options(config["loss"])
     criterion = build_loss(
@@ -114,6 +116,33 @@ def build_parts(config: dict, data_info: dict, anchors: torch.Tensor | None = No
     return ModuleParts(model, regularizer, criterion, calibration, metrics, monitor)
 
 
+# What a model that trains with its own loss (a query-based one) supports.
+_OWN_LOSS_REGULARIZERS = ("none", "sar")
+
+
+def _check_own_loss(config: dict, model_name: str) -> None:
+    """A query-based model trains with its own loss (matching, class CE, mask and dice): the
+    config's loss, stage-2 options and regularizers other than SAR do not apply to it."""
+    loss = config["loss"]
+    if loss.get("name") != "ce" or len(loss) > 1:
+        raise ValueError(
+            f"model {model_name!r} trains with its own loss (Hungarian matching, class CE, mask "
+            f"and dice losses); loss={dict(loss)} does not apply: leave loss.name=ce"
+        )
+    reg = config["regularizer"]["name"]
+    if reg not in _OWN_LOSS_REGULARIZERS:
+        raise ValueError(
+            f"model {model_name!r} is query-based: regularizer.name={reg!r} is not supported on "
+            f"its queries (supported: {list(_OWN_LOSS_REGULARIZERS)})"
+        )
+    finetune = config.get("finetune") or {}
+    if finetune.get("calibration") is not None or config["eval"].get("anchor_fusion"):
+        raise ValueError(
+            f"model {model_name!r} is query-based: finetune.calibration and eval.anchor_fusion "
+            "need per-pixel logits of a classifier and do not apply"
+        )
+
+
 def _regularizer(config: dict, data_info: dict, model: nn.Module, anchors) -> nn.Module:
     reg_name, reg_options = _options(config["regularizer"])
     text_keys = {k: reg_options.pop(k) for k in ("text_prompt", "text_model") if k in reg_options}
@@ -130,8 +159,13 @@ def _regularizer(config: dict, data_info: dict, model: nn.Module, anchors) -> nn
         reg_options.setdefault("ignore_index", data_info["ignore_index"])
         # Check inputs (a device sync) on the first steps only: a step is then sync-free.
         reg_options.setdefault("validate", VALIDATE_STEPS)
+    dense = model.dense
+    if getattr(model, "owns_loss", False) and reg_name != "none":
+        dense = False  # the regularizer sees (N, D) query embeddings with their labels
+        if getattr(model, "no_object", False):
+            reg_options.setdefault("no_object", True)  # a class head of C + 1 outputs
     regularizer = build_regularizer(
-        reg_name, data_info["num_classes"], model.feat_dim, dense=model.dense, **reg_options
+        reg_name, data_info["num_classes"], model.feat_dim, dense=dense, **reg_options
     )
     if isinstance(model, ProtoSegSegmentor) and reg_name != "protoseg":
         raise ValueError(

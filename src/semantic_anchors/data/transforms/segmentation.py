@@ -22,6 +22,21 @@ from .common import (
 __all__ = ["SegmentationTrainTransform", "SegmentationValTransform", "random_crop_box"]
 
 
+def _target_to_numpy(target: torch.Tensor) -> np.ndarray:
+    """``(H, W)`` labels, or ``(K, H, W)`` label maps (semantic labels first, e.g. then instance
+    ids), as uint8 ``(H, W)`` / ``(H, W, K)``: every map moves with the same geometry."""
+    if target.dim() == 3:
+        if int(target.max()) > 255:
+            raise ValueError(f"label maps must fit in uint8, got a value {int(target.max())}")
+        return target.permute(1, 2, 0).numpy().astype(np.uint8)  # (H, W, K)
+    return target.numpy().astype(np.uint8)  # (H, W)
+
+
+def _target_to_tensor(mask: np.ndarray) -> torch.Tensor:
+    out = torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64))
+    return out.permute(2, 0, 1).contiguous() if out.dim() == 3 else out  # (K, H, W) / (H, W)
+
+
 def random_crop_box(
     mask: np.ndarray,
     crop_hw: tuple[int, int],
@@ -97,7 +112,9 @@ class SegmentationTrainTransform(_Seeded):
 
     Shape:
         - image: ``(C, H, W)`` uint8 -> ``(C, crop_h, crop_w)`` float32
-        - target: ``(H, W)`` int64 -> ``(crop_h, crop_w)`` int64
+        - target: ``(H, W)`` int64 -> ``(crop_h, crop_w)`` int64; or ``(K, H, W)`` label maps
+          (semantic labels first, e.g. instance ids second) -> ``(K, crop_h, crop_w)``, every
+          map with the same geometry (padding: ``ignore_index``)
     """
 
     def __init__(
@@ -137,24 +154,26 @@ class SegmentationTrainTransform(_Seeded):
     def __call__(self, image: torch.Tensor, target: torch.Tensor):
         self._reseed()
         img = _to_numpy(image)  # (H, W, C)
-        mask = target.numpy().astype(np.uint8)  # (H, W)
-        h, w = mask.shape
+        mask = _target_to_numpy(target)  # (H, W) or (H, W, K)
+        h, w = mask.shape[:2]
         factor = _fit_scale(h, w, self.base_size) * self._rng.uniform(*self.scale_range)
         img, mask = _resize(
             img, mask, (max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5)))
         )
+        semantic = mask if mask.ndim == 2 else mask[:, :, 0]  # the crop looks at classes only
         top, left, ch, cw = random_crop_box(
-            mask, self.crop_size, self._rng, self.cat_max_ratio, self.ignore_index
+            semantic, self.crop_size, self._rng, self.cat_max_ratio, self.ignore_index
         )
         img = img[top : top + ch, left : left + cw]  # (ch, cw, C)
-        mask = mask[top : top + ch, left : left + cw]  # (ch, cw)
+        mask = mask[top : top + ch, left : left + cw]  # (ch, cw[, K])
         out = self.compose(image=np.ascontiguousarray(img), mask=np.ascontiguousarray(mask))
-        img, mask = out["image"], out["mask"]  # (ch, cw, C) float32, (ch, cw) uint8
+        img, mask = out["image"], out["mask"]  # (ch, cw, C) float32, (ch, cw[, K]) uint8
         pad_h, pad_w = self.crop_size[0] - ch, self.crop_size[1] - cw
         if pad_h or pad_w:
             img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)))  # (crop_h, crop_w, C)
-            mask = np.pad(mask, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_index)
-        return _to_tensor(img), torch.from_numpy(mask.astype(np.int64))
+            extra = ((0, 0),) if mask.ndim == 3 else ()
+            mask = np.pad(mask, ((0, pad_h), (0, pad_w), *extra), constant_values=self.ignore_index)
+        return _to_tensor(img), _target_to_tensor(mask)
 
 
 class SegmentationValTransform(_Seeded):
@@ -165,7 +184,7 @@ class SegmentationValTransform(_Seeded):
 
     Shape:
         - image: ``(C, H, W)`` uint8 -> ``(C, H', W')`` float32
-        - target: ``(H, W)`` int64 -> ``(H', W')`` int64
+        - target: ``(H, W)`` int64 -> ``(H', W')`` int64; or ``(K, H, W)`` -> ``(K, H', W')``
     """
 
     def __init__(
@@ -181,10 +200,10 @@ class SegmentationValTransform(_Seeded):
 
     def __call__(self, image: torch.Tensor, target: torch.Tensor):
         img = _to_numpy(image)  # (H, W, C)
-        mask = target.numpy().astype(np.uint8)  # (H, W)
+        mask = _target_to_numpy(target)  # (H, W) or (H, W, K)
         if self.base_size is not None:
-            h, w = mask.shape
+            h, w = mask.shape[:2]
             f = _fit_scale(h, w, self.base_size)
             img, mask = _resize(img, mask, (max(1, int(h * f + 0.5)), max(1, int(w * f + 0.5))))
         img = (img.astype(np.float32) - self.mean) * self.inv_std  # (H', W', C)
-        return _to_tensor(img), torch.from_numpy(mask.astype(np.int64))
+        return _to_tensor(img), _target_to_tensor(mask)

@@ -9,7 +9,9 @@ Importing this module registers them all:
 * :mod:`.segformer`: ``segformer_b0`` ... ``segformer_b5``;
 * :mod:`.upernet`: ``upernet_swin_t`` / ``_s`` / ``_b`` / ``_l`` and ``upernet_convnext_t``
   (both on :mod:`.dense`, their shared dense contract);
-* :mod:`.classifiers`: ``hf_vit_s16``, ``hf_vit_b16`` and ``hf_convnext_t``.
+* :mod:`.classifiers`: ``hf_vit_s16``, ``hf_vit_b16`` and ``hf_convnext_t``;
+* :mod:`.mask2former`: ``mask2former_tiny`` and ``mask2former_swin_t`` (query-based, trained by
+  their own loss).
 
 What they share (the lazy import, config building, checkpoint loading) lives in
 :mod:`.common` and is re-exported here.
@@ -18,7 +20,7 @@ What they share (the lazy import, config building, checkpoint loading) lives in
 
 from __future__ import annotations
 
-from . import classifiers, segformer, upernet  # noqa: F401  (registers the models)
+from . import classifiers, mask2former, segformer, upernet  # noqa: F401  (registers the models)
 from .common import build_hf_model, import_transformers, make_config
 
 __all__ = ["build_hf_model", "import_transformers", "make_config"]

@@ -18,7 +18,7 @@ __all__ = ["build_hf_model", "import_transformers", "make_config"]
 
 # Keys of the task heads: they may be missing from, mismatched with or unexpected in a
 # checkpoint (another task's or another class count's), and are then freshly initialised.
-_HEAD_PREFIXES = ("decode_head.", "auxiliary_head.", "classifier.")
+_HEAD_PREFIXES = ("decode_head.", "auxiliary_head.", "classifier.", "class_predictor.")
 _LISTED = 8
 
 
