@@ -31,7 +31,9 @@ def _head():
 
 def test_a_classifier_with_a_no_object_output_needs_the_option():
     plain = SemanticAnchorRegularizer(C, D, dense=False)
-    with pytest.raises(ValueError, match=r"to \(3, 3\) logits.*got \(3, 4\); .*needs no_object=True"):
+    with pytest.raises(
+        ValueError, match=r"to \(3, 3\) logits.*got \(3, 4\); .*needs no_object=True"
+    ):
         plain(_features().float(), LABELS, _head().float())
     with pytest.raises(ValueError, match=r"\(3, 4\) logits \(num_classes \+ 1 outputs"):
         _sar()(_features(), LABELS, nn.Linear(D, C + 2).double())
