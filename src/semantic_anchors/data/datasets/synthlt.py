@@ -20,6 +20,7 @@ import torch
 
 from ..longtail import split_total
 from ..registry import register_dataset
+from ._synthlt_paint import paint_background, shape_mask, texture_value
 from .base import BaseDataset, cached_frequencies, count_classes
 
 __all__ = ["SHAPES", "TEXTURES", "SynthLT", "SynthLTConfig", "generate_synthlt"]
@@ -28,7 +29,6 @@ SHAPES = ("disc", "square", "triangle", "ring", "cross")
 TEXTURES = ("solid", "stripes", "checker", "dots")
 _SPLIT_CODE = {"train": 0, "val": 1}
 _CHUNK = 128  # images rendered at once: bounds the (n, S, S) float temporaries
-_DARK = 0.3  # brightness of the dark half of a texture
 
 
 class SynthLTConfig(NamedTuple):
@@ -98,54 +98,6 @@ def _sample_objects(cfg: SynthLTConfig, split: str, num_images: int) -> dict[str
     }
 
 
-def _shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Inside test of one shape on normalized local coordinates (radius 1) ``(m, P, P)``."""
-    if shape == 0:  # disc
-        return u * u + v * v <= 1.0
-    if shape == 1:  # square
-        return np.maximum(np.abs(u), np.abs(v)) <= 0.82
-    if shape == 2:  # equilateral triangle: three half-planes, inradius 0.6
-        inside = np.ones(u.shape, dtype=bool)
-        for k in range(3):
-            theta = np.pi / 2 + 2 * np.pi * k / 3
-            inside &= u * np.float32(np.cos(theta)) + v * np.float32(np.sin(theta)) <= 0.6
-        return inside
-    if shape == 3:  # ring
-        rho2 = u * u + v * v
-        return (rho2 <= 1.0) & (rho2 >= 0.5**2)
-    au, av = np.abs(u), np.abs(v)  # cross
-    return ((au <= 0.36) & (av <= 1.0)) | ((av <= 0.36) & (au <= 1.0))
-
-
-def _texture_value(texture: int, a: np.ndarray, b: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    """Brightness (1 or ``_DARK``) of one texture on local pixel coordinates ``(m, P, P)``."""
-    pa, pb = phase[:, 0, None, None], phase[:, 1, None, None]  # (m, 1, 1)
-    dark = np.float32(_DARK)
-    if texture == 0:  # solid
-        return np.ones(a.shape, dtype=np.float32)
-    if texture == 1:  # stripes, 3-px bands
-        return np.where(np.floor(a / 3.0 + 2 * pa) % 2 == 0, np.float32(1), dark)
-    if texture == 2:  # checker, 3-px cells
-        cells = np.floor(a / 3.0 + 2 * pa) + np.floor(b / 3.0 + 2 * pb)
-        return np.where(cells % 2 == 0, np.float32(1), dark)
-    ma, mb = (a + 5 * pa) % 5.0 - 2.5, (b + 5 * pb) % 5.0 - 2.5  # dots on a 5-px lattice
-    return np.where(ma * ma + mb * mb <= 1.5**2, dark, np.float32(1))
-
-
-def _background(params: np.ndarray, size: int) -> np.ndarray:
-    """Low-saturation grey with a linear gradient -> ``(n, S, S, 3)`` float32."""
-    coord = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5  # (S,)
-    grey = 0.2 + 0.55 * params[:, 0]  # (n,)
-    tint = (params[:, 1:4] - 0.5) * 0.12  # (n, 3)
-    grad = (params[:, 4:6] - 0.5) * 0.3  # (n, 2)
-    image = (
-        (grey[:, None] + tint)[:, None, None, :]  # (n, 1, 1, 3)
-        + grad[:, 0, None, None, None] * coord[None, None, :, None]  # (n, 1, side, 1)
-        + grad[:, 1, None, None, None] * coord[None, :, None, None]  # (n, side, 1, 1)
-    )
-    return np.ascontiguousarray(np.broadcast_to(image, (len(params), size, size, 3)), np.float32)
-
-
 def _render_chunk(cfg, objs, first, n, rng, with_images):
     """Paint the objects of images ``first .. first+n`` slot by slot (later slots occlude).
 
@@ -180,7 +132,7 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
         inside = np.zeros(a.shape, dtype=bool)  # (m, P, P)
         for s in np.unique(shape):
             g = shape == s
-            inside[g] = _shape_mask(int(s), a[g] / r[g], b[g] / r[g])
+            inside[g] = shape_mask(int(s), a[g] / r[g], b[g] / r[g])
         image_of = (objs["image"][sel] - first)[:, None, None]  # (m, 1, 1)
         # flat canvas index of every patch pixel: one int gather / scatter is far cheaper than
         # 3-array fancy indexing
@@ -195,7 +147,7 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
             shade = np.empty(a.shape, dtype=np.float32)  # (m, P, P)
             for t in np.unique(texture):
                 g = texture == t
-                shade[g] = _texture_value(int(t), a[g], b[g], objs["phase"][sel][g])
+                shade[g] = texture_value(int(t), a[g], b[g], objs["phase"][sel][g])
             shade *= objs["brightness"][sel, None, None].astype(np.float32)
             paint = shade[..., None] * colors[objs["color"][sel]][:, None, None, :]  # (m, P, P, 3)
             flat_paint = paint_canvas.reshape(-1, 3)  # view, (n * side * side, 3)
@@ -203,7 +155,7 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
     label = np.ascontiguousarray(label[:, pad : pad + size, pad : pad + size])  # (n, S, S)
     if not with_images:
         return label, None
-    image = _background(objs["background"][first : first + n], size)  # (n, S, S, 3)
+    image = paint_background(objs["background"][first : first + n], size)  # (n, S, S, 3)
     painted = paint_canvas[:, pad : pad + size, pad : pad + size]  # (n, S, S, 3)
     np.copyto(image, painted, where=(label > 0)[..., None])
     noise = torch.randn(image.shape, generator=rng).numpy()  # (n, S, S, 3); torch's is ~3x faster
