@@ -18,12 +18,20 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..instances import MAX_INSTANCES_PER_IMAGE, SceneInstances, visible_slots
 from ..longtail import split_total
 from ..registry import register_dataset
 from ._synthlt_paint import paint_background, shape_mask, texture_value
 from .base import BaseDataset, cached_frequencies, count_classes
 
-__all__ = ["SHAPES", "TEXTURES", "SynthLT", "SynthLTConfig", "generate_synthlt"]
+__all__ = [
+    "SHAPES",
+    "TEXTURES",
+    "SynthLT",
+    "SynthLTConfig",
+    "generate_synthlt",
+    "generate_synthlt_instances",
+]
 
 SHAPES = ("disc", "square", "triangle", "ring", "cross")
 TEXTURES = ("solid", "stripes", "checker", "dots")
@@ -98,11 +106,12 @@ def _sample_objects(cfg: SynthLTConfig, split: str, num_images: int) -> dict[str
     }
 
 
-def _render_chunk(cfg, objs, first, n, rng, with_images):
+def _render_chunk(cfg, objs, first, n, rng, with_images, slots=None):
     """Paint the objects of images ``first .. first+n`` slot by slot (later slots occlude).
 
     Each object is rasterised on a ``P x P`` patch around its centre only, written into a canvas
-    padded by ``pad`` so that patches never need clipping.
+    padded by ``pad`` so that patches never need clipping. ``slots``, an ``(n, S, S)`` uint8
+    array, receives ``slot + 1`` of the object that wrote each label (0 = background).
     """
     size = cfg.image_size
     half = int(np.ceil(1.2 * cfg.radius_range[1] * size)) + 1
@@ -110,6 +119,7 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
     pad = half + 1
     side = size + 2 * pad
     label = np.zeros((n, side, side), dtype=np.uint8)  # (n, S + 2 pad, S + 2 pad)
+    owner = None if slots is None else np.zeros_like(label)  # same canvas, slot + 1
     if with_images:
         paint_canvas = np.zeros((n, side, side, 3), dtype=np.float32)  # objects only
         colors = palette(cfg.num_colors).astype(np.float32)  # (num_colors, 3)
@@ -143,6 +153,9 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
         flat_label[where] = np.where(
             inside, objs["label"][sel, None, None].astype(np.uint8), flat_label[where]
         )
+        if owner is not None:
+            flat_owner = owner.reshape(-1)  # view
+            flat_owner[where] = np.where(inside, np.uint8(slot + 1), flat_owner[where])
         if with_images:
             shade = np.empty(a.shape, dtype=np.float32)  # (m, P, P)
             for t in np.unique(texture):
@@ -153,6 +166,8 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
             flat_paint = paint_canvas.reshape(-1, 3)  # view, (n * side * side, 3)
             flat_paint[where] = np.where(inside[..., None], paint, flat_paint[where])
     label = np.ascontiguousarray(label[:, pad : pad + size, pad : pad + size])  # (n, S, S)
+    if owner is not None:
+        slots[...] = owner[:, pad : pad + size, pad : pad + size]  # (n, S, S)
     if not with_images:
         return label, None
     image = paint_background(objs["background"][first : first + n], size)  # (n, S, S, 3)
@@ -196,6 +211,18 @@ def generate_synthlt(cfg: SynthLTConfig, split: str, num_images: int, with_image
     return (images if with_images else None), labels, objs
 
 
+@lru_cache(maxsize=4)
+def generate_synthlt_instances(cfg: SynthLTConfig, split: str, num_images: int) -> SceneInstances:
+    """The instances of :func:`generate_synthlt`'s split: a label-only pass that records which
+    object wrote each label (the objects are the same draws, so the labels are the same)."""
+    objs = _sample_objects(cfg, split, num_images)
+    slots = np.zeros((num_images, cfg.image_size, cfg.image_size), dtype=np.uint8)  # (N, S, S)
+    for first in range(0, num_images, _CHUNK):
+        n = min(_CHUNK, num_images - first)
+        _render_chunk(cfg, objs, first, n, None, False, slots[first : first + n])
+    return visible_slots(slots, objs["image"], objs["slot"], objs["label"])
+
+
 @register_dataset("synthlt")
 class SynthLT(BaseDataset):
     """Synthetic long-tailed scene segmentation with a per-class colour bias in train.
@@ -223,12 +250,17 @@ class SynthLT(BaseDataset):
             prefers colour ``i % num_colors``, so a smaller palette makes colour a partial cue.
         noise: Std of the Gaussian pixel noise as a fraction of 255 (0.05).
         seed: Seed; the same settings and seed give identical data.
+        with_instances: Also find which object owns each pixel, as ``instances`` (``None``
+            otherwise); images and labels are the same either way.
 
     Attributes:
         objects: Per-object attribute arrays (``image``, ``label``, ``shape``, ``texture``,
             ``color``, ``radius``, ...), e.g. to measure the colour bias.
         dominant_colors: ``(K,)`` palette index each object class prefers in train (``i % num_colors``).
         palette: ``(num_colors, 3)`` float RGB colours.
+        instances: With ``with_instances``, a
+            :class:`~semantic_anchors.data.instances.SceneInstances` (its classes are the
+            objects' labels; ``instances.objects`` indexes the arrays of ``objects``).
 
     Shape:
         - image: ``(3, S, S)`` uint8; target: ``(S, S)`` int64 in ``[0, K]``
@@ -264,6 +296,7 @@ class SynthLT(BaseDataset):
         num_colors: int | None = None,
         noise: float = 0.05,
         seed: int = 0,
+        with_instances: bool = False,
     ):
         super().__init__(split, transform)
         if num_images is not None:
@@ -283,9 +316,10 @@ class SynthLT(BaseDataset):
         if not imbalance_factor >= 1:
             raise ValueError(f"`imbalance_factor` must be >= 1, got {imbalance_factor}")
         lo, hi = objects_per_image
-        if not 1 <= lo <= hi:
+        if not 1 <= lo <= hi or (with_instances and hi > MAX_INSTANCES_PER_IMAGE):
             raise ValueError(
-                f"`objects_per_image` must be (low, high) with 1 <= low <= high, got {objects_per_image}"
+                f"`objects_per_image` must be (low, high) with 1 <= low <= high (high <= "
+                f"{MAX_INSTANCES_PER_IMAGE} with instances), got {objects_per_image}"
             )
         if not 0 < radius_range[0] <= radius_range[1] <= 0.5:
             raise ValueError(
@@ -309,6 +343,9 @@ class SynthLT(BaseDataset):
         self.num_train_images = num_train_images
         n = num_train_images if split == "train" else num_val_images
         self.images, self.labels, self.objects = generate_synthlt(self.config, split, n)
+        self.instances = (
+            generate_synthlt_instances(self.config, split, n) if with_instances else None
+        )
         shape, texture = object_class_attributes(num_object_classes)
         self.class_names = ["background"] + [
             f"{SHAPES[s]}-{TEXTURES[t]}" for s, t in zip(shape, texture, strict=True)
