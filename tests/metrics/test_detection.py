@@ -54,17 +54,17 @@ def as_dicts(images, with_scores):
     return out
 
 
-def reference(cat_ids=None):
+def reference(cat_ids=None, ground_truth=GROUND_TRUTH, detections_=DETECTIONS):
     """COCOeval on the same case, the usual way: a ground-truth dict and ``loadRes``."""
-    images = [{"id": i + 1, "height": 64, "width": 64} for i in range(len(GROUND_TRUTH))]
+    images = [{"id": i + 1, "height": 64, "width": 64} for i in range(len(ground_truth))]
     annotations, detections = [], []
-    for i, items in enumerate(GROUND_TRUTH):
+    for i, items in enumerate(ground_truth):
         for label, (x0, y0, x1, y1) in items:
             annotations.append({
                 "id": len(annotations) + 1, "image_id": i + 1, "category_id": label,
                 "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
             })  # fmt: skip
-    for i, items in enumerate(DETECTIONS):
+    for i, items in enumerate(detections_):
         for label, (x0, y0, x1, y1), score in items:
             detections.append({
                 "image_id": i + 1, "category_id": label, "bbox": [x0, y0, x1 - x0, y1 - y0],
@@ -215,3 +215,15 @@ def test_forward_gives_the_batch_and_accumulates():
     assert float(first["mAP"]) == float(alone.compute()["mAP"])
     metric(preds[1:], target[1:])
     assert float(metric.compute()["mAP"]) == pytest.approx(100 * reference()[0], abs=1e-9)
+
+
+def test_per_class_ap_keeps_100_detections_an_image():
+    """A true positive scored below 14 false positives still counts (COCO's cap is 100, not 10)."""
+    ground_truth = [[(1, box(10, 10, 20, 20)), (2, box(40, 40, 10, 10))]]
+    detections = [[(1, box(40 + k % 3, 0, 5, 5), 0.9 - k / 100) for k in range(14)]]
+    detections[0] += [(1, box(10, 10, 20, 20), 0.5), (2, box(40, 40, 10, 10), 0.9)]
+    metric = DetectionMetrics(NUM_CLASSES)
+    metric.update(as_dicts(detections, True), as_dicts(ground_truth, False))
+    result = metric.compute()
+    expected = reference([1], ground_truth, detections)[0]
+    assert 0 < expected < 0.1 and float(result["AP"][1]) == pytest.approx(100 * expected, abs=1e-9)
