@@ -119,3 +119,25 @@ class FixedLogits(torch.nn.Module):
 def logits_from_probs(probs: list[list[float]]) -> torch.Tensor:
     """Logits whose row-wise softmax is exactly ``probs``."""
     return torch.tensor(probs, dtype=torch.float64).log().float()
+
+
+# --- instances: boxes and visible pixels -------------------------------------------------------
+
+
+def slow_instances(ids, classes, min_pixels):
+    """Per-pixel loop over an instance-id map: ``[(label, pixels, (x0, y0, x1, y1))]`` of every
+    id ``1 .. len(classes)`` with at least ``min_pixels`` pixels, in id order; box edges are
+    pixel edges (a pixel ``(r, c)`` spans ``[c, c + 1] x [r, r + 1]``)."""
+    found = {}
+    height, width = len(ids), len(ids[0])
+    for r in range(height):
+        for c in range(width):
+            k = int(ids[r][c])
+            if 1 <= k <= len(classes):
+                n, x0, y0, x1, y1 = found.get(k, (0, width, height, 0, 0))
+                found[k] = (n + 1, min(x0, c), min(y0, r), max(x1, c + 1), max(y1, r + 1))
+    return [
+        (int(classes[k - 1]), found[k][0], found[k][1:])
+        for k in sorted(found)
+        if found[k][0] >= min_pixels
+    ]

@@ -9,6 +9,7 @@ MODULES = [
     "semantic_anchors.functional.confusion",
     "semantic_anchors.metrics.segmentation",
     "semantic_anchors.metrics.classification",
+    "semantic_anchors.metrics.detection",
     "semantic_anchors.metrics.representation",
 ]
 

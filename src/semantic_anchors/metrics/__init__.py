@@ -1,10 +1,12 @@
-"""Evaluation metrics (torchmetrics-based, DDP sync free) and representation diagnostics.
+"""Evaluation metrics (torchmetrics-based, DDP sync free), COCO detection AP and representation
+diagnostics.
 
 Rates (IoU, accuracy) are percentages in [0, 100]; NaN marks a class with nothing to measure and
 is left out of every mean. See ``docs/metrics.md``.
 """
 
 from semantic_anchors.metrics.classification import ClassificationMetrics
+from semantic_anchors.metrics.detection import DetectionMetrics
 from semantic_anchors.metrics.representation import (
     FeatureStatistics,
     class_centers,
@@ -18,6 +20,7 @@ from semantic_anchors.metrics.segmentation import SegmentationMetrics
 
 __all__ = [
     "ClassificationMetrics",
+    "DetectionMetrics",
     "FeatureStatistics",
     "SegmentationMetrics",
     "class_centers",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..instances import MAX_INSTANCES_PER_IMAGE, visible_slots
 from ..longtail import split_total
 from ..registry import register_dataset
 from .base import BaseDataset, LongTailSubset, cached_frequencies, count_classes
@@ -221,8 +222,10 @@ class FashionLT(LongTailSubset, FashionMNIST):
         super().__init__(root, split, transform)
 
 
-def _compose_scenes(items, item_labels, num_images, counts, size, per_image, rng, threshold):
-    """Paste Fashion-MNIST items onto ``size x size`` black canvases (vectorised per slot)."""
+def _compose_scenes(
+    items, item_labels, num_images, counts, size, per_image, rng, threshold, with_slots=False
+):
+    """Paste items onto ``size x size`` black canvases, per slot; ``with_slots``: + instances."""
     lo, hi = per_image
     n_per = rng.integers(lo, hi + 1, size=num_images)  # (N,)
     total = int(n_per.sum())
@@ -244,6 +247,7 @@ def _compose_scenes(items, item_labels, num_images, counts, size, per_image, rng
     flip = rng.random(total) < 0.5
     images = np.zeros((num_images, size, size), dtype=np.uint8)  # (N, S, S)
     labels = np.zeros((num_images, size, size), dtype=np.uint8)
+    slots = np.zeros_like(labels) if with_slots else None  # (N, S, S) slot + 1, 0 = none
     rows = np.arange(h)[None, :, None]  # (1, h, 1)
     cols = np.arange(w)[None, None, :]  # (1, 1, w)
     for slot in range(hi):  # later slots occlude earlier ones
@@ -256,12 +260,16 @@ def _compose_scenes(items, item_labels, num_images, counts, size, per_image, rng
         idx = (image_of[sel, None, None], top[sel, None, None] + rows, left[sel, None, None] + cols)
         images[idx] = np.where(fg, patch, images[idx])
         labels[idx] = np.where(fg, classes[sel, None, None] + 1, labels[idx])
-    return images, labels
+        if with_slots:
+            slots[idx] = np.where(fg, np.uint8(slot + 1), slots[idx])
+    if not with_slots:
+        return images, labels, None
+    return images, labels, visible_slots(slots, image_of, slot_of, classes + 1)
 
 
 @lru_cache(maxsize=4)
 def _generate_scenes(
-    root: str, split: str, num_images, size, per_image, imbalance_factor, seed, noise
+    root: str, split: str, num_images, size, per_image, imbalance_factor, seed, noise, instances
 ):
     file_split = "train" if split == "train" else "test"
     items, item_labels = load_fashion_mnist(root, file_split)
@@ -270,13 +278,13 @@ def _generate_scenes(
     else:
         counts = np.ones(10)  # val: balanced, items from the test split
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
-    images, labels = _compose_scenes(
-        items, item_labels, num_images, counts, size, per_image, rng, 32
+    images, labels, found = _compose_scenes(
+        items, item_labels, num_images, counts, size, per_image, rng, 32, instances
     )
     if noise > 0:
         noisy = images + rng.normal(0, noise * 255, size=images.shape)  # (N, S, S)
         images = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
-    return images, labels
+    return images, labels, found
 
 
 @register_dataset("fashion-scenes-lt")
@@ -299,6 +307,9 @@ class FashionScenesLT(BaseDataset):
         imbalance_factor: ``IF >= 1`` (100).
         noise: Pixel noise std as a fraction of 255 (0.03).
         seed: Seed; the same settings give identical scenes.
+        with_instances: Keep which item owns each pixel as ``instances`` (a
+            :class:`~semantic_anchors.data.instances.SceneInstances` whose classes are the
+            items' labels ``class + 1``; else ``None``). Images and labels stay the same.
 
     Shape:
         - image: ``(1, S, S)`` uint8; target: ``(S, S)`` int64 in ``[0, 10]``
@@ -328,6 +339,7 @@ class FashionScenesLT(BaseDataset):
         imbalance_factor: float = 100.0,
         noise: float = 0.03,
         seed: int = 0,
+        with_instances: bool = False,
     ):
         super().__init__(split, transform)
         if num_images is not None:
@@ -340,9 +352,10 @@ class FashionScenesLT(BaseDataset):
         if image_size < 28:
             raise ValueError(f"`image_size` must be >= 28 (the item size), got {image_size}")
         lo, hi = objects_per_image
-        if not 1 <= lo <= hi:
+        if not 1 <= lo <= hi or (with_instances and hi > MAX_INSTANCES_PER_IMAGE):
             raise ValueError(
-                f"`objects_per_image` must satisfy 1 <= low <= high, got {objects_per_image}"
+                "`objects_per_image` must satisfy 1 <= low <= high (high <= "
+                f"{MAX_INSTANCES_PER_IMAGE} with instances), got {objects_per_image}"
             )
         if not imbalance_factor >= 1:
             raise ValueError(f"`imbalance_factor` must be >= 1, got {imbalance_factor}")
@@ -356,12 +369,13 @@ class FashionScenesLT(BaseDataset):
         )
         self.num_train_images = int(num_train_images)
         n = num_train_images if split == "train" else num_val_images
-        self.images, self.labels = self._generate(split, int(n))
+        generated = self._generate(split, int(n), bool(with_instances))
+        self.images, self.labels, self.instances = generated
 
-    def _generate(self, split, n):
+    def _generate(self, split, n, instances=False):
         size, per_image, imbalance, seed, noise = self._settings
         root = str(self.root.resolve())
-        return _generate_scenes(root, split, n, size, per_image, imbalance, seed, noise)
+        return _generate_scenes(root, split, n, size, per_image, imbalance, seed, noise, instances)
 
     def __len__(self) -> int:
         return len(self.labels)

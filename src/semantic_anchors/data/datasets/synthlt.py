@@ -18,17 +18,25 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..instances import MAX_INSTANCES_PER_IMAGE, SceneInstances, visible_slots
 from ..longtail import split_total
 from ..registry import register_dataset
+from ._synthlt_paint import paint_background, shape_mask, texture_value
 from .base import BaseDataset, cached_frequencies, count_classes
 
-__all__ = ["SHAPES", "TEXTURES", "SynthLT", "SynthLTConfig", "generate_synthlt"]
+__all__ = [
+    "SHAPES",
+    "TEXTURES",
+    "SynthLT",
+    "SynthLTConfig",
+    "generate_synthlt",
+    "generate_synthlt_instances",
+]
 
 SHAPES = ("disc", "square", "triangle", "ring", "cross")
 TEXTURES = ("solid", "stripes", "checker", "dots")
 _SPLIT_CODE = {"train": 0, "val": 1}
 _CHUNK = 128  # images rendered at once: bounds the (n, S, S) float temporaries
-_DARK = 0.3  # brightness of the dark half of a texture
 
 
 class SynthLTConfig(NamedTuple):
@@ -98,59 +106,12 @@ def _sample_objects(cfg: SynthLTConfig, split: str, num_images: int) -> dict[str
     }
 
 
-def _shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Inside test of one shape on normalized local coordinates (radius 1) ``(m, P, P)``."""
-    if shape == 0:  # disc
-        return u * u + v * v <= 1.0
-    if shape == 1:  # square
-        return np.maximum(np.abs(u), np.abs(v)) <= 0.82
-    if shape == 2:  # equilateral triangle: three half-planes, inradius 0.6
-        inside = np.ones(u.shape, dtype=bool)
-        for k in range(3):
-            theta = np.pi / 2 + 2 * np.pi * k / 3
-            inside &= u * np.float32(np.cos(theta)) + v * np.float32(np.sin(theta)) <= 0.6
-        return inside
-    if shape == 3:  # ring
-        rho2 = u * u + v * v
-        return (rho2 <= 1.0) & (rho2 >= 0.5**2)
-    au, av = np.abs(u), np.abs(v)  # cross
-    return ((au <= 0.36) & (av <= 1.0)) | ((av <= 0.36) & (au <= 1.0))
-
-
-def _texture_value(texture: int, a: np.ndarray, b: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    """Brightness (1 or ``_DARK``) of one texture on local pixel coordinates ``(m, P, P)``."""
-    pa, pb = phase[:, 0, None, None], phase[:, 1, None, None]  # (m, 1, 1)
-    dark = np.float32(_DARK)
-    if texture == 0:  # solid
-        return np.ones(a.shape, dtype=np.float32)
-    if texture == 1:  # stripes, 3-px bands
-        return np.where(np.floor(a / 3.0 + 2 * pa) % 2 == 0, np.float32(1), dark)
-    if texture == 2:  # checker, 3-px cells
-        cells = np.floor(a / 3.0 + 2 * pa) + np.floor(b / 3.0 + 2 * pb)
-        return np.where(cells % 2 == 0, np.float32(1), dark)
-    ma, mb = (a + 5 * pa) % 5.0 - 2.5, (b + 5 * pb) % 5.0 - 2.5  # dots on a 5-px lattice
-    return np.where(ma * ma + mb * mb <= 1.5**2, dark, np.float32(1))
-
-
-def _background(params: np.ndarray, size: int) -> np.ndarray:
-    """Low-saturation grey with a linear gradient -> ``(n, S, S, 3)`` float32."""
-    coord = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5  # (S,)
-    grey = 0.2 + 0.55 * params[:, 0]  # (n,)
-    tint = (params[:, 1:4] - 0.5) * 0.12  # (n, 3)
-    grad = (params[:, 4:6] - 0.5) * 0.3  # (n, 2)
-    image = (
-        (grey[:, None] + tint)[:, None, None, :]  # (n, 1, 1, 3)
-        + grad[:, 0, None, None, None] * coord[None, None, :, None]  # (n, 1, side, 1)
-        + grad[:, 1, None, None, None] * coord[None, :, None, None]  # (n, side, 1, 1)
-    )
-    return np.ascontiguousarray(np.broadcast_to(image, (len(params), size, size, 3)), np.float32)
-
-
-def _render_chunk(cfg, objs, first, n, rng, with_images):
+def _render_chunk(cfg, objs, first, n, rng, with_images, slots=None):
     """Paint the objects of images ``first .. first+n`` slot by slot (later slots occlude).
 
     Each object is rasterised on a ``P x P`` patch around its centre only, written into a canvas
-    padded by ``pad`` so that patches never need clipping.
+    padded by ``pad`` so that patches never need clipping. ``slots``, an ``(n, S, S)`` uint8
+    array, receives ``slot + 1`` of the object that wrote each label (0 = background).
     """
     size = cfg.image_size
     half = int(np.ceil(1.2 * cfg.radius_range[1] * size)) + 1
@@ -158,6 +119,7 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
     pad = half + 1
     side = size + 2 * pad
     label = np.zeros((n, side, side), dtype=np.uint8)  # (n, S + 2 pad, S + 2 pad)
+    owner = None if slots is None else np.zeros_like(label)  # same canvas, slot + 1
     if with_images:
         paint_canvas = np.zeros((n, side, side, 3), dtype=np.float32)  # objects only
         colors = palette(cfg.num_colors).astype(np.float32)  # (num_colors, 3)
@@ -180,7 +142,7 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
         inside = np.zeros(a.shape, dtype=bool)  # (m, P, P)
         for s in np.unique(shape):
             g = shape == s
-            inside[g] = _shape_mask(int(s), a[g] / r[g], b[g] / r[g])
+            inside[g] = shape_mask(int(s), a[g] / r[g], b[g] / r[g])
         image_of = (objs["image"][sel] - first)[:, None, None]  # (m, 1, 1)
         # flat canvas index of every patch pixel: one int gather / scatter is far cheaper than
         # 3-array fancy indexing
@@ -191,19 +153,24 @@ def _render_chunk(cfg, objs, first, n, rng, with_images):
         flat_label[where] = np.where(
             inside, objs["label"][sel, None, None].astype(np.uint8), flat_label[where]
         )
+        if owner is not None:
+            flat_owner = owner.reshape(-1)  # view
+            flat_owner[where] = np.where(inside, np.uint8(slot + 1), flat_owner[where])
         if with_images:
             shade = np.empty(a.shape, dtype=np.float32)  # (m, P, P)
             for t in np.unique(texture):
                 g = texture == t
-                shade[g] = _texture_value(int(t), a[g], b[g], objs["phase"][sel][g])
+                shade[g] = texture_value(int(t), a[g], b[g], objs["phase"][sel][g])
             shade *= objs["brightness"][sel, None, None].astype(np.float32)
             paint = shade[..., None] * colors[objs["color"][sel]][:, None, None, :]  # (m, P, P, 3)
             flat_paint = paint_canvas.reshape(-1, 3)  # view, (n * side * side, 3)
             flat_paint[where] = np.where(inside[..., None], paint, flat_paint[where])
     label = np.ascontiguousarray(label[:, pad : pad + size, pad : pad + size])  # (n, S, S)
+    if owner is not None:
+        slots[...] = owner[:, pad : pad + size, pad : pad + size]  # (n, S, S)
     if not with_images:
         return label, None
-    image = _background(objs["background"][first : first + n], size)  # (n, S, S, 3)
+    image = paint_background(objs["background"][first : first + n], size)  # (n, S, S, 3)
     painted = paint_canvas[:, pad : pad + size, pad : pad + size]  # (n, S, S, 3)
     np.copyto(image, painted, where=(label > 0)[..., None])
     noise = torch.randn(image.shape, generator=rng).numpy()  # (n, S, S, 3); torch's is ~3x faster
@@ -244,6 +211,18 @@ def generate_synthlt(cfg: SynthLTConfig, split: str, num_images: int, with_image
     return (images if with_images else None), labels, objs
 
 
+@lru_cache(maxsize=4)
+def generate_synthlt_instances(cfg: SynthLTConfig, split: str, num_images: int) -> SceneInstances:
+    """The instances of :func:`generate_synthlt`'s split: a label-only pass that records which
+    object wrote each label (the objects are the same draws, so the labels are the same)."""
+    objs = _sample_objects(cfg, split, num_images)
+    slots = np.zeros((num_images, cfg.image_size, cfg.image_size), dtype=np.uint8)  # (N, S, S)
+    for first in range(0, num_images, _CHUNK):
+        n = min(_CHUNK, num_images - first)
+        _render_chunk(cfg, objs, first, n, None, False, slots[first : first + n])
+    return visible_slots(slots, objs["image"], objs["slot"], objs["label"])
+
+
 @register_dataset("synthlt")
 class SynthLT(BaseDataset):
     """Synthetic long-tailed scene segmentation with a per-class colour bias in train.
@@ -271,12 +250,17 @@ class SynthLT(BaseDataset):
             prefers colour ``i % num_colors``, so a smaller palette makes colour a partial cue.
         noise: Std of the Gaussian pixel noise as a fraction of 255 (0.05).
         seed: Seed; the same settings and seed give identical data.
+        with_instances: Also find which object owns each pixel, as ``instances`` (``None``
+            otherwise); images and labels are the same either way.
 
     Attributes:
         objects: Per-object attribute arrays (``image``, ``label``, ``shape``, ``texture``,
             ``color``, ``radius``, ...), e.g. to measure the colour bias.
         dominant_colors: ``(K,)`` palette index each object class prefers in train (``i % num_colors``).
         palette: ``(num_colors, 3)`` float RGB colours.
+        instances: With ``with_instances``, a
+            :class:`~semantic_anchors.data.instances.SceneInstances` (its classes are the
+            objects' labels; ``instances.objects`` indexes the arrays of ``objects``).
 
     Shape:
         - image: ``(3, S, S)`` uint8; target: ``(S, S)`` int64 in ``[0, K]``
@@ -312,6 +296,7 @@ class SynthLT(BaseDataset):
         num_colors: int | None = None,
         noise: float = 0.05,
         seed: int = 0,
+        with_instances: bool = False,
     ):
         super().__init__(split, transform)
         if num_images is not None:
@@ -331,9 +316,10 @@ class SynthLT(BaseDataset):
         if not imbalance_factor >= 1:
             raise ValueError(f"`imbalance_factor` must be >= 1, got {imbalance_factor}")
         lo, hi = objects_per_image
-        if not 1 <= lo <= hi:
+        if not 1 <= lo <= hi or (with_instances and hi > MAX_INSTANCES_PER_IMAGE):
             raise ValueError(
-                f"`objects_per_image` must be (low, high) with 1 <= low <= high, got {objects_per_image}"
+                f"`objects_per_image` must be (low, high) with 1 <= low <= high (high <= "
+                f"{MAX_INSTANCES_PER_IMAGE} with instances), got {objects_per_image}"
             )
         if not 0 < radius_range[0] <= radius_range[1] <= 0.5:
             raise ValueError(
@@ -357,6 +343,9 @@ class SynthLT(BaseDataset):
         self.num_train_images = num_train_images
         n = num_train_images if split == "train" else num_val_images
         self.images, self.labels, self.objects = generate_synthlt(self.config, split, n)
+        self.instances = (
+            generate_synthlt_instances(self.config, split, n) if with_instances else None
+        )
         shape, texture = object_class_attributes(num_object_classes)
         self.class_names = ["background"] + [
             f"{SHAPES[s]}-{TEXTURES[t]}" for s, t in zip(shape, texture, strict=True)
