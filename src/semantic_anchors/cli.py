@@ -124,11 +124,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from semantic_anchors.train.export import export_run
 
-    out = export_run(args.path, args.out, best=args.best, with_anchors=args.with_anchors)
+    out = export_run(args.path, args.out, best=args.best, with_anchors=args.with_anchors,
+                     format=args.format)  # fmt: skip
     size = out.stat().st_size / 2**20
     what = "with SAR's semantic anchors" if args.with_anchors else "no regularizer state"
-    print(f"exported the model ({what}) to {out} ({size:.1f} MB); load it with "
-          "semantic_anchors.models.load_exported")  # fmt: skip
+    how = "onnxruntime" if args.format == "onnx" else "semantic_anchors.models.load_exported"
+    print(f"exported the model ({what}) to {out} ({size:.1f} MB); load it with {how}")
     return 0
 
 
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-anchors", action="store_true",
                    help="also store SAR's semantic anchors, for anchor-aware inference with "
                         "load_exported(FILE, anchor_fusion=BETA)")  # fmt: skip
+    p.add_argument("--format", choices=["torch", "onnx"], default="torch", help="(default torch)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
@@ -360,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `semantic-anchors recipes | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # (RunFolderBusy included)
-        message = " ".join(str(err).split())  # one line
+    except (ValueError, FileNotFoundError, FileExistsError, ModuleNotFoundError) as err:  # fmt: skip
+        message = " ".join(str(err).split())  # one line (RunFolderBusy, a missing extra included)
         print(f"semantic-anchors {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk or an unwritable folder: one line, no traceback
