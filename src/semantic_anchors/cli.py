@@ -1,4 +1,4 @@
-"""The ``semantic-anchors`` command: ``train``, ``eval``, ``demo``, ``bench``, ``report``, ``viz``."""
+"""The ``semantic-anchors`` command: ``train``, ``eval``, ``predict``, ``demo``, ``bench``, ..."""
 
 from __future__ import annotations
 
@@ -130,6 +130,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     what = "with SAR's semantic anchors" if args.with_anchors else "no regularizer state"
     how = "onnxruntime" if args.format == "onnx" else "semantic_anchors.models.load_exported"
     print(f"exported the model ({what}) to {out} ({size:.1f} MB); load it with {how}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from semantic_anchors.train.predict import predict
+
+    options = {k: getattr(args, k) for k in ("batch_size", "topk", "probs", "device")}
+    done = predict(args.source, args.inputs, args.out, **options)
+    print(f"predicted {len(done['images'])} images; outputs and predictions.json in {args.out}")
     return 0
 
 
@@ -331,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "load_exported(FILE, anchor_fusion=BETA)")  # fmt: skip
     p.add_argument("--format", choices=["torch", "onnx"], default="torch", help="(default torch)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="label maps or top-k classes of new images")
+    p.add_argument("source", type=Path, help="a run folder, an exported file or an .onnx file")
+    p.add_argument("inputs", nargs="+", type=Path, help="images, and folders of .png/.jpg images")
+    p.add_argument("--out", type=Path, required=True, help="a new folder for the outputs")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--topk", type=int, default=5, help="classification: classes per image (5)")
+    p.add_argument("--probs", action="store_true", help="segmentation: also probs/NAME.npy")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, ... (PyTorch sources)")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
         "convert-official", help="a checkpoint of the SAR authors' code as a run folder"
