@@ -49,7 +49,8 @@ def _pillow():
         from PIL import Image, UnidentifiedImageError
     except ImportError as err:
         raise ModuleNotFoundError(
-            "reading and writing images needs Pillow: pip install 'semantic-anchors[data]'"
+            "reading and writing images needs Pillow: pip install 'semantic-anchors[data]'",
+            name="PIL",
         ) from err
     return Image, UnidentifiedImageError
 

@@ -65,13 +65,17 @@ def import_onnx(*, runtime_only: bool = False):
     try:
         import onnxruntime
     except ImportError as err:
-        raise ModuleNotFoundError(f"ONNX models need onnxruntime: {_INSTALL}") from err
+        raise ModuleNotFoundError(
+            f"ONNX models need onnxruntime: {_INSTALL}", name="onnxruntime"
+        ) from err
     if runtime_only:
         return None, onnxruntime
     try:
         import onnx
     except ImportError as err:
-        raise ModuleNotFoundError(f"ONNX export needs the onnx package: {_INSTALL}") from err
+        raise ModuleNotFoundError(
+            f"ONNX export needs the onnx package: {_INSTALL}", name="onnx"
+        ) from err
     return onnx, onnxruntime
 
 
