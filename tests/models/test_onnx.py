@@ -1,10 +1,11 @@
 """ONNX export: onnxruntime computes the PyTorch logits of the zoo models at any batch and size.
 
 The random-init models get batch-norm statistics of a forward pass in training mode first (their
-init statistics are 0 / 1, and the deep ones then give logits of 1e6, where an absolute
-tolerance means nothing): the logits are O(1), like a trained model's. Measured max abs
-differences (2-core CPU, torch 2.13, onnxruntime 1.31): fcn_small 4e-7, fcn_hr18 3e-5,
-deeplabv3_r50_d8 2e-4, segformer_b0 7e-7; the tolerance is ``ATOL``.
+init statistics are 0 / 1, and the deep ones then give logits of 1e6): the logits are O(1),
+like a trained model's. The tolerance: max |onnxruntime - torch| <= ``RTOL`` * max(1, max
+|torch|). Measured max abs differences (2-core CPU, torch 2.13, onnxruntime 1.31, one thread;
+logits up to 0.16, 1.3, 5.5, 0.98): fcn_small 3.9e-7, fcn_hr18 2.4e-5, deeplabv3_r50_d8 4.4e-4,
+segformer_b0 6.9e-7.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from semantic_anchors.models.io.onnx import (
     read_onnx_metadata,
 )
 
-ATOL = 1e-3  # max |onnxruntime - torch| of the logits (O(1) logits; float32 on both sides)
+RTOL = 5e-4  # max |onnxruntime - torch| / max(1, max |torch|): float32 on both sides
+ATOL = 1e-4  # a classifier's logits (small_cnn: O(0.1))
 SIZES = ((1, (64, 64)), (2, (48, 80)))  # (batch, (H, W)): two sizes, two batches, none traced
 
 
@@ -55,8 +57,8 @@ def test_onnxruntime_gives_the_pytorch_logits_at_other_sizes_and_batches(name, t
         got = session(images)
         assert got.shape == (batch, 5, h, w)
         assert 0.05 < float(expected.abs().max()) < 100  # calibrated: the tolerance is meaningful
-        diff = float((got - expected).abs().max())
-        assert diff <= ATOL, f"{name} at {h}x{w}: max abs difference {diff:.3g}"
+        diff, scale = float((got - expected).abs().max()), float(expected.abs().max())
+        assert diff <= RTOL * max(1.0, scale), f"{name} at {h}x{w}: max abs difference {diff:.3g}"
 
 
 def test_the_graph_has_dynamic_axes_and_no_regularizer(tmp_path):
