@@ -137,7 +137,7 @@ def test_the_classification_csv_is_the_softmax_topk(classifier, tmp_path):
     predict(onnx, [folder], tmp_path / "onnx", topk=3)
     from_onnx = _rows(tmp_path / "onnx" / "predictions.csv")
     assert [r["class_id"] for r in from_onnx] == [r["class_id"] for r in rows]
-    predict(pt, [folder], tmp_path / "all", topk=50)  # more than there are: every class
+    predict(pt, [folder], tmp_path / "all", topk=50, progress=True)  # topk > classes: all
     assert len(_rows(tmp_path / "all" / "predictions.csv")) == 5 * 7
 
 
