@@ -1,4 +1,4 @@
-"""The ``semantic-anchors`` command: ``train``, ``eval``, ``demo``, ``bench``, ``report``, ``viz``."""
+"""The ``semantic-anchors`` command: ``train``, ``eval``, ``predict``, ``demo``, ``bench``, ..."""
 
 from __future__ import annotations
 
@@ -124,11 +124,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from semantic_anchors.train.export import export_run
 
-    out = export_run(args.path, args.out, best=args.best, with_anchors=args.with_anchors)
+    out = export_run(args.path, args.out, best=args.best, with_anchors=args.with_anchors,
+                     format=args.format)  # fmt: skip
     size = out.stat().st_size / 2**20
     what = "with SAR's semantic anchors" if args.with_anchors else "no regularizer state"
-    print(f"exported the model ({what}) to {out} ({size:.1f} MB); load it with "
-          "semantic_anchors.models.load_exported")  # fmt: skip
+    how = "onnxruntime" if args.format == "onnx" else "semantic_anchors.models.load_exported"
+    print(f"exported the model ({what}) to {out} ({size:.1f} MB); load it with {how}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from semantic_anchors.train.predict import predict
+
+    options = {k: getattr(args, k) for k in ("batch_size", "topk", "probs", "device")}
+    done = predict(args.source, args.inputs, args.out, **options)
+    print(f"predicted {len(done['images'])} images; outputs and predictions.json in {args.out}")
     return 0
 
 
@@ -328,7 +338,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-anchors", action="store_true",
                    help="also store SAR's semantic anchors, for anchor-aware inference with "
                         "load_exported(FILE, anchor_fusion=BETA)")  # fmt: skip
+    p.add_argument("--format", choices=["torch", "onnx"], default="torch", help="(default torch)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="label maps or top-k classes of new images")
+    p.add_argument("source", type=Path, help="a run folder, an exported file or an .onnx file")
+    p.add_argument("inputs", nargs="+", type=Path, help="images, and folders of .png/.jpg images")
+    p.add_argument("--out", type=Path, required=True, help="a new folder for the outputs")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--topk", type=int, default=5, help="classification: classes per image (5)")
+    p.add_argument("--probs", action="store_true", help="segmentation: also probs/NAME.npy")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, ... (PyTorch sources)")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
         "convert-official", help="a checkpoint of the SAR authors' code as a run folder"
@@ -360,8 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `semantic-anchors recipes | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # (RunFolderBusy included)
-        message = " ".join(str(err).split())  # one line
+    except (ValueError, FileNotFoundError, FileExistsError, ModuleNotFoundError) as err:  # fmt: skip
+        message = " ".join(str(err).split())  # one line (RunFolderBusy, a missing extra included)
         print(f"semantic-anchors {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk or an unwritable folder: one line, no traceback

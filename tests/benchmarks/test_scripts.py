@@ -185,3 +185,13 @@ def test_nonfinite_guard_times_the_three_modes_side_by_side(capsys):
     assert set(med) == {"plain", "stop", "skip"} and all(v > 0 for v in med.values())
     out = capsys.readouterr().out
     assert "median of 2 interleaved steps" in out and out.count(" x") >= 3
+
+
+def test_onnx_inference_times_both_runtimes_on_the_same_input():
+    bench = _load("onnx_inference")
+    row = bench.measure("fcn_small", size=32, threads=1, repeats=1, num_classes=3)
+    assert row["torch_ms"] > 0 and row["onnx_ms"] > 0
+    assert row["ratio"] == pytest.approx(row["torch_ms"] / row["onnx_ms"])
+    assert row["max_abs_diff"] < 1e-4 * max(1.0, row["max_abs_logit"])
+    text = bench.table([row])
+    assert "| `fcn_small` |" in text and "PyTorch / onnxruntime" in text

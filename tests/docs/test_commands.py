@@ -21,6 +21,9 @@ occurrence), in a temporary working directory:
 * ``bench SUITE ...``: plus ``--dry-run``. ``demo ...``: plus ``--steps 2`` (slow).
 * ``recipes``, ``--list``, ``--print-config``, ``eval``, ``export``, ``report``, ``viz``: as
   written.
+* ``predict SOURCE INPUTS...``: as written, on tiny synthlt images written where the inputs are
+  named (a file for an image name, else a folder of two images); a source ending in ``.pt`` /
+  ``.onnx`` is the docs' run exported in that format, any other the run folder.
 
 Placeholders are substituted, not skipped: any run folder a command reads (``runs/<run>``,
 ``runs/exp1``, ``RUN``, ``--resume DIR``) is a copy of one tiny SAR run, a bench folder a copy of
@@ -92,6 +95,9 @@ STAGE1_RUNS = {
 }
 """A ``model.pretrained`` / ``finetune.init_from`` run folder -> the documented stage-1 command
 that makes it (recipe, overrides); trained tiny on first use."""
+
+PREDICT_SOURCES = {".pt": "{EXPORTED}", ".onnx": "{ONNX}"}
+"""A ``predict`` source's suffix -> the docs' run exported in that format (else the run folder)."""
 
 WEIGHT_KEYS = ("model.pretrained", "finetune.init_from")
 LOCAL_DATA = {"synthlt", "fashion-lt", "fashion-mnist", "fashion-scenes-lt"}  # nothing on disk
@@ -204,6 +210,9 @@ def plan(cmd: DocCommand) -> Plan:
             stage1 = _stage1_folders(argv[1], args.set)
     elif args.command in ("eval", "export"):
         put(str(args.path), "{RUN}")
+    elif args.command == "predict":
+        source = str(args.source)
+        put(source, PREDICT_SOURCES.get(Path(source).suffix, "{RUN}"))
     elif args.command == "viz":
         put(str(args.run_dir), "{RUN}")
     elif args.command == "report":
@@ -289,6 +298,47 @@ def stage1_runs(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def doc_exports(doc_bench, tmp_path_factory):
+    """``placeholder -> file`` of the docs' run exported as a torch file / an ONNX file, each
+    written on first use."""
+    from semantic_anchors.train.export import export_run
+
+    run = doc_bench / "runs" / "synthlt" / "sar" / "seed0"
+    made: dict[str, Path] = {}
+
+    def get(placeholder: str) -> Path:
+        if placeholder not in made:
+            suffix = next(k for k, v in PREDICT_SOURCES.items() if v == placeholder)
+            out = tmp_path_factory.mktemp("doc-export") / f"model{suffix}"
+            made[placeholder] = export_run(
+                run, out, format="onnx" if suffix == ".onnx" else "torch"
+            )
+        return made[placeholder]
+
+    return get
+
+
+def _predict_inputs(argv: list[str], folder: Path) -> None:
+    """Tiny synthlt images where a ``predict`` command names its inputs."""
+    from PIL import Image
+
+    from semantic_anchors.data import build_dataset
+    from semantic_anchors.train.predict_io import IMAGE_SUFFIXES
+
+    dataset = build_dataset("synthlt", split="val", num_images=2)
+    pictures = [Image.fromarray(dataset[i][0].permute(1, 2, 0).numpy()) for i in range(2)]
+    for name in parse(tuple(argv)).inputs:
+        path = folder / name
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pictures[0].save(path)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            for i, picture in enumerate(pictures):
+                picture.save(path / f"image{i}.png")
+
+
 # ----------------------------------------------------------------------------- running
 def _data_info(config: dict) -> tuple[dict, str]:
     """The training set's description and the device the module is built on: the real dataset
@@ -322,11 +372,13 @@ def build_module(config: dict) -> torch.nn.Module:
     return module
 
 
-def _fill(p: Plan, tmp_path: Path, doc_bench: Path, stage1_runs) -> list[str]:
+def _fill(p: Plan, tmp_path: Path, doc_bench: Path, stage1_runs, doc_exports) -> list[str]:
     """``p.argv`` with the fixture folders in place (copies of the ones a command may write)."""
     run = doc_bench / "runs" / "synthlt" / "sar" / "seed0"
     argv = []
     for token in p.argv:
+        if token in PREDICT_SOURCES.values():
+            token = str(doc_exports(token))
         if "{RUN}" in token:
             shutil.copytree(run, tmp_path / "run", dirs_exist_ok=True)
             token = token.replace("{RUN}", str(tmp_path / "run"))
@@ -346,6 +398,8 @@ def _fill(p: Plan, tmp_path: Path, doc_bench: Path, stage1_runs) -> list[str]:
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             assert main(["train", "synthlt-fcn-quick", "--print-config"]) == 0
         (tmp_path / "my-recipe.yaml").write_text(BROKEN_RECIPE if broken else printed.getvalue())
+    if argv[0] == "predict":
+        _predict_inputs(argv, tmp_path)
     return argv
 
 
@@ -409,10 +463,11 @@ def test_command_parses(cmd: DocCommand):
 
 
 @pytest.mark.parametrize("p", PLANS)
-def test_command_runs(p: Plan, tmp_path, monkeypatch, capsys, doc_bench, stage1_runs):
+def test_command_runs(p: Plan, tmp_path, monkeypatch, capsys, doc_bench, stage1_runs,
+                      doc_exports):  # fmt: skip
     monkeypatch.chdir(tmp_path)
     where = ", ".join(PLAN_SOURCES[p])
-    argv = _fill(p, tmp_path, doc_bench, stage1_runs)
+    argv = _fill(p, tmp_path, doc_bench, stage1_runs, doc_exports)
     if p.kind == "resume":
         from semantic_anchors.train.resume import resume_config
 

@@ -1,4 +1,10 @@
-"""``semantic-anchors export``: a run's trained model as a plain file, without SAR's state."""
+"""``semantic-anchors export``: a run's trained model as a plain file, without SAR's state.
+
+Two formats: ``torch`` (default; :func:`~semantic_anchors.models.io.load_exported` rebuilds the
+model) and ``onnx`` (:func:`~semantic_anchors.models.io.onnx.export_onnx`, run by onnxruntime).
+Both hold the run's inference settings (:mod:`semantic_anchors.train.inference_settings`), so
+``semantic-anchors predict`` needs nothing but the file.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,42 @@ from pathlib import Path
 from semantic_anchors.models.io import save_exported
 from semantic_anchors.train.checkpoint import describe_skipped, load_checkpoint, newest_readable
 from semantic_anchors.train.config import load_config
+from semantic_anchors.train.inference_settings import inference_settings
 
-__all__ = ["export_run"]
+__all__ = ["FORMATS", "export_run"]
+
+FORMATS = ("torch", "onnx")
 
 
 def export_run(
-    path: str | Path, out: str | Path, *, best: bool = False, with_anchors: bool = False
+    path: str | Path,
+    out: str | Path,
+    *,
+    best: bool = False,
+    with_anchors: bool = False,
+    format: str = "torch",
 ) -> Path:
     """Export the model of a run folder (its ``last.ckpt``, or ``best.ckpt``) or a checkpoint.
 
     Only the ``model.*`` weights are kept: the regularizer (anchors, embedding, EMA) is a
     training-time module and the exported network computes exactly the trained model's logits.
     ``with_anchors`` also stores SAR's semantic anchors (a ``(C, D)`` tensor), for anchor-aware
-    inference with ``load_exported(out, anchor_fusion=beta)``.
+    inference with ``load_exported(out, anchor_fusion=beta)``. ``format="onnx"`` writes the
+    plain model's inference forward as an ONNX graph (a run evaluated with
+    ``eval.anchor_fusion`` is exported without the fusion, with a note on stderr).
 
     Raises:
         FileNotFoundError: no checkpoint.
         ValueError: not a checkpoint of this project; a run with a trained logit calibration
             (``finetune.calibration``, which the plain model would drop); with ``with_anchors``, a run without SAR
-            or whose semantic anchors were never initialized for some classes (named).
+            or whose semantic anchors were never initialized for some classes (named), or the
+            ONNX format; an unknown ``format``; a model that cannot be exported to ONNX.
+        ModuleNotFoundError: ``format="onnx"`` without the ``onnx`` extra.
     """
+    if format not in FORMATS:
+        raise ValueError(f"format: expected one of {list(FORMATS)}, got {format!r}")
+    if with_anchors and format != "torch":
+        raise ValueError("--with-anchors: the semantic anchors are stored by --format torch only")
     path = Path(path)
     if path.is_dir() and not best:  # the newest readable one (a damaged newer one is named)
         ckpt_file, ckpt, skipped = newest_readable(path / "checkpoints")
@@ -57,11 +79,33 @@ def export_run(
         **{k: v for k, v in options.items() if k != "pretrained"},
     )  # fmt: skip
     model.load_state_dict(state, strict=True)
+    settings = inference_settings(config, extra["data_info"])
+    if format == "onnx":
+        return _export_onnx(model, out, config, settings, ckpt_file)
     anchors = _semantic_anchors(ckpt, config, ckpt_file) if with_anchors else None
     return save_exported(
         model, out, name=config["model"]["name"], options=options,
         num_classes=extra["data_info"]["num_classes"], class_names=extra["data_info"]["class_names"],
-        semantic_anchors=anchors,
+        semantic_anchors=anchors, inference=settings,
+    )  # fmt: skip
+
+
+def _export_onnx(model, out, config: dict, settings: dict, ckpt_file: Path) -> Path:
+    from semantic_anchors.models.io.onnx import TRACE_SIZE, export_onnx
+
+    if config["eval"].get("anchor_fusion"):
+        print(
+            f"export {ckpt_file}: the ONNX graph is the plain model; the run's evaluation adds "
+            f"eval.anchor_fusion={config['eval']['anchor_fusion']} (anchor-aware inference), "
+            "which predict then leaves out",
+            file=sys.stderr,
+        )
+    crop = settings["transforms"].get("crop_size")  # a classifier evaluated at one size
+    sample = (crop, crop) if isinstance(crop, int) else tuple(crop) if crop else TRACE_SIZE
+    metadata = {"model": config["model"]["name"], **settings}
+    return export_onnx(
+        model, out, in_channels=settings["in_channels"], metadata=metadata,
+        name=config["model"]["name"], sample_size=sample,
     )  # fmt: skip
 
 

@@ -8,6 +8,11 @@ inference, so the file holds the model's own weights only (no anchors, no embedd
 ``"semantic_anchors"``; ``load_exported(path, anchor_fusion=beta)`` then returns the
 anchor-aware model (:class:`~semantic_anchors.anchor_inference.AnchorFusedModel`). A file
 without it is exactly the plain export.
+
+``semantic-anchors export`` also stores the run's inference settings (preprocessing and eval mode,
+:mod:`semantic_anchors.train.inference_settings`) under ``"inference"``, a plain dict that
+``semantic-anchors predict`` reads; :func:`load_exported` puts it on the model as ``inference``
+(``None`` in a file written without it).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ def save_exported(
     num_classes: int,
     class_names: list[str] | None = None,
     semantic_anchors: torch.Tensor | None = None,
+    inference: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s weights and how to rebuild it (registry name and options) to ``path``.
 
@@ -48,6 +54,8 @@ def save_exported(
         class_names: optional, stored for the user.
         semantic_anchors: optional ``(num_classes, D)`` trained semantic anchors, stored for
             anchor-aware inference; without them the file holds no such key.
+        inference: optional plain dict (str, numbers, lists, None) of how to use the model on
+            new images, stored under ``"inference"``.
     """
     path = Path(path)
     options = {k: v for k, v in options.items() if k != "pretrained"}
@@ -63,6 +71,8 @@ def save_exported(
                 f"got shape {tuple(semantic_anchors.shape)}"
             )
         payload["semantic_anchors"] = semantic_anchors.detach().cpu().clone()
+    if inference is not None:
+        payload["inference"] = inference
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
@@ -123,6 +133,7 @@ def load_exported(
             f"unexpected {unexpected[:5]}"
         )
     model.class_names = payload.get("class_names")
+    model.inference = payload.get("inference")
     model.eval()
     if anchor_fusion is None:
         return model
