@@ -136,7 +136,8 @@ class Predictor:
 
 def _run_predictor(ckpt: dict, ckpt_file: Path, device: torch.device) -> Predictor:
     from semantic_anchors.train.config import load_config
-    from semantic_anchors.train.module import AnchorModule, uses_text_anchors
+    from semantic_anchors.train.module import AnchorModule
+    from semantic_anchors.train.parts import uses_text_anchors
 
     extra = ckpt["semantic_anchors"]
     config, info, state = load_config(extra["config"]), extra["data_info"], ckpt["state_dict"]
