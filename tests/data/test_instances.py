@@ -94,3 +94,39 @@ def test_too_many_objects_per_image():
     args = np.zeros(n, np.int64), np.arange(n), np.ones(n, np.int64)
     with pytest.raises(ValueError, match="at most 254 objects per image, got 255"):
         visible_slots(slots, *args)
+
+
+# ----------------------------------------------------------------- InstanceMaps
+def test_instance_maps_stack_labels_and_ids_and_park_small_instances():
+    from semantic_anchors.data import build_dataset
+    from semantic_anchors.data.instances import InstanceMaps
+
+    ds = build_dataset("synthlt", split="train", with_instances=True, num_images=40, seed=3)
+    maps = InstanceMaps(ds)
+    assert len(maps) == len(ds) and maps.num_classes == ds.num_classes
+    assert maps.class_frequencies == ds.class_frequencies
+    parked = 0
+    for i in range(len(ds)):
+        image, target = maps[i]
+        ref_image, semantic = ds[i]
+        assert torch.equal(image, ref_image) and target.shape == (2, *semantic.shape)
+        assert torch.equal(target[0], semantic.long())
+        ids, classes = ds.instances.item(i)
+        lo = int(ds.instances.offsets[i])
+        for k in range(1, classes.numel() + 1):  # a slow per-instance check
+            pixels = ids == k
+            small = int(ds.instances.pixels[lo + k - 1]) < MIN_INSTANCE_PIXELS
+            assert (target[1][pixels] == (255 if small else k)).all()
+            assert (target[0][pixels] == classes[k - 1]).all()
+            parked += small
+        assert (target[1][ids == 0] == 0).all()
+    assert parked > 0  # the check saw the drop rule at work
+
+
+def test_instance_maps_need_instances():
+    from semantic_anchors.data import build_dataset
+    from semantic_anchors.data.instances import InstanceMaps
+
+    ds = build_dataset("synthlt", split="train", num_images=4)
+    with pytest.raises(ValueError, match="data.instances needs a dataset generated with instances"):
+        InstanceMaps(ds)

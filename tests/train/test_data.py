@@ -1,6 +1,11 @@
 import torch
 
-from semantic_anchors.train.data import SeededDataset, ShardSampler, StepBatchSampler
+from semantic_anchors.train.data import (
+    AnchorDataModule,
+    SeededDataset,
+    ShardSampler,
+    StepBatchSampler,
+)
 
 
 def first_batches(sampler, n):
@@ -49,3 +54,20 @@ def test_seeded_dataset_makes_augmentation_a_function_of_the_seed():
     first, second = ds[(1, 42)], ds[(1, 42)]
     assert torch.equal(first[0], second[0]) and not torch.equal(ds[(1, 43)][0], first[0])
     assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left untouched
+
+
+def test_data_instances_gives_two_label_maps_to_the_training_batches():
+    from semantic_anchors.train.config import load_config
+
+    config = load_config(
+        "synthlt-fcn-quick",
+        ["data.instances=true", "data.options={num_images: 40}", "data.num_workers=0"],
+    )
+    dm = AnchorDataModule(config["data"], 0)
+    dm.setup("fit")
+    images, targets = next(iter(dm.train_dataloader()))
+    assert targets.dim() == 4 and targets.shape[1] == 2
+    assert targets.shape[-2:] == images.shape[-2:]
+    kept = targets[:, 0] != 255
+    assert (targets[:, 1][~kept] == 255).all()  # padding is in no segment
+    assert dm.info()["num_classes"] == dm.train_set.num_classes

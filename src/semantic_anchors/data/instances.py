@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["MAX_INSTANCES_PER_IMAGE", "MIN_INSTANCE_PIXELS", "SceneInstances", "visible_slots"]
+__all__ = [
+    "MAX_INSTANCES_PER_IMAGE",
+    "MIN_INSTANCE_PIXELS",
+    "InstanceMaps",
+    "SceneInstances",
+    "visible_slots",
+]
 
 MIN_INSTANCE_PIXELS = 16
 """Visible pixels an instance needs to be a target (a 4 x 4 patch); smaller ones are dropped."""
@@ -135,3 +141,51 @@ def visible_slots(
         objects=order[visible].astype(np.int64),
         occluded=int((~visible).sum()),
     )
+
+
+class InstanceMaps(torch.utils.data.Dataset):
+    """A generated scene dataset whose targets are ``(2, H, W)`` label maps: the semantic
+    labels and the instance ids, for models that train on segments (Mask2Former).
+
+    Id ``k`` is the ``k``-th visible object of the image; an instance below ``min_pixels`` gets
+    id 255 (in no segment: its pixels keep their semantic label but train no mask), 0 is no
+    object. Everything else (``task``, ``class_names``, ``class_frequencies`` ...) is the
+    wrapped dataset's, so metrics and head / body / tail groups are unchanged.
+
+    Args:
+        dataset: a dataset built with ``with_instances=True`` (``fashion-scenes-lt``,
+            ``synthlt``).
+        min_pixels: visible pixels an instance needs to be a segment (:data:`MIN_INSTANCE_PIXELS`).
+
+    Raises:
+        ValueError: ``dataset`` has no instances.
+    """
+
+    def __init__(self, dataset, min_pixels: int = MIN_INSTANCE_PIXELS) -> None:
+        if getattr(dataset, "instances", None) is None:
+            raise ValueError(
+                f"data.instances needs a dataset generated with instances (fashion-scenes-lt, "
+                f"synthlt); {getattr(dataset, 'name', type(dataset).__name__)!r} has none"
+            )
+        self.dataset, self.min_pixels = dataset, int(min_pixels)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, semantic = self.dataset[index]  # (C, H, W), (H, W)
+        instances = self.dataset.instances
+        ids, _ = instances.item(index)  # (H, W) uint8
+        lo = int(instances.offsets[index])
+        small = np.flatnonzero(
+            instances.pixels[lo : int(instances.offsets[index + 1])] < self.min_pixels
+        )
+        ids = ids.long()
+        if small.size:  # ids of the image's too-small instances (1-based)
+            ids[torch.isin(ids, torch.from_numpy(small + 1))] = 255
+        return image, torch.stack([semantic.long(), ids])  # (2, H, W)
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "min_pixels") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)

@@ -99,7 +99,14 @@ class AnchorDataModule(L.LightningDataModule):
 
     def _build(self, split: str, extra: dict):
         options = {**self.cfg["options"], **extra}
-        return build_dataset(self.cfg["name"], root=self.cfg["root"], split=split, **options)
+        if not self.cfg.get("instances"):
+            return build_dataset(self.cfg["name"], root=self.cfg["root"], split=split, **options)
+        from semantic_anchors.data.instances import InstanceMaps
+
+        options["with_instances"] = True
+        return InstanceMaps(
+            build_dataset(self.cfg["name"], root=self.cfg["root"], split=split, **options)
+        )
 
     def _transform(self, split: str):
         ds = self.train_set

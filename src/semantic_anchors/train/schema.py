@@ -50,6 +50,9 @@ class DataConfig:
     # Long-tail training options (classification only; docs/longtail.md). None: off.
     mixup_alpha: float | None = None  # mixup with lam ~ Beta(alpha, alpha) (MiSLAS stage 1: 1.0)
     sampler: str | None = None  # None: every item equally often; "class-balanced": every class
+    # (2, H, W) targets (semantic labels, instance ids) for models that train on segments
+    # (Mask2Former); the dataset is generated with its instances (data.instances.InstanceMaps).
+    instances: bool = False
 
 
 @dataclass
