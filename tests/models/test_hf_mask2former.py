@@ -60,6 +60,33 @@ def test_segments_match_a_pixel_loop():
     assert torch.equal(masks[0].sum(0), labelled.float())
 
 
+def test_pixels_of_a_too_small_instance_are_in_no_segment():
+    """Id 255 (``InstanceMaps``' instances below the pixel rule) is neither an instance nor
+    stuff, whatever the classes of its pixels; a dataset's maps go through unchanged."""
+    targets = _targets()
+    targets[0, 1, 8:10, 6:] = 255  # two classes (random labels) under the no-segment id
+    masks, classes = segments_from_maps(targets)
+    covered = masks[0].sum(0)
+    parked = (targets[0, 1] == 255) & (targets[0, 0] != 255)
+    assert parked.any() and (covered[parked] == 0).all()
+    assert torch.equal(covered, ((targets[0, 0] != 255) & ~parked).float())
+
+    from semantic_anchors.data import build_dataset
+    from semantic_anchors.data.instances import InstanceMaps
+
+    maps = InstanceMaps(build_dataset("synthlt", split="train", with_instances=True,
+                                      num_images=40, seed=3))  # fmt: skip
+    found = 0
+    for i in range(len(maps)):
+        target = maps[i][1]
+        small = target[1] == 255
+        if small.any():
+            found += 1
+            (image_masks,), _ = segments_from_maps(target[None])
+            assert (image_masks.sum(0)[small] == 0).all()
+    assert found > 0
+
+
 def test_bad_targets_are_named():
     with pytest.raises(ValueError, match=r"\(B, 2, H, W\) targets .* got \(2, 12, 12\)"):
         segments_from_maps(_targets()[:, 0])

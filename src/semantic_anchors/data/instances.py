@@ -22,6 +22,7 @@ import torch
 __all__ = [
     "MAX_INSTANCES_PER_IMAGE",
     "MIN_INSTANCE_PIXELS",
+    "NO_SEGMENT_ID",
     "InstanceMaps",
     "SceneInstances",
     "visible_slots",
@@ -31,6 +32,9 @@ MIN_INSTANCE_PIXELS = 16
 """Visible pixels an instance needs to be a target (a 4 x 4 patch); smaller ones are dropped."""
 MAX_INSTANCES_PER_IMAGE = 254
 """Ids are ``uint8`` and 255 is left free for ignored pixels (the transforms' padding)."""
+NO_SEGMENT_ID = 255
+"""The id of pixels in no segment: the transforms' padding, and in :class:`InstanceMaps` the
+pixels of an instance too small to be one."""
 _CHUNK = 256  # images per bincount: bounds the int64 temporaries to 256 * H * W
 
 
@@ -148,7 +152,7 @@ class InstanceMaps(torch.utils.data.Dataset):
     labels and the instance ids, for models that train on segments (Mask2Former).
 
     Id ``k`` is the ``k``-th visible object of the image; an instance below ``min_pixels`` gets
-    id 255 (in no segment: its pixels keep their semantic label but train no mask), 0 is no
+    id :data:`NO_SEGMENT_ID` (255, in no segment: its pixels keep their semantic label but train no mask), 0 is no
     object. Everything else (``task``, ``class_names``, ``class_frequencies`` ...) is the
     wrapped dataset's, so metrics and head / body / tail groups are unchanged.
 
@@ -182,7 +186,7 @@ class InstanceMaps(torch.utils.data.Dataset):
         )
         ids = ids.long()
         if small.size:  # ids of the image's too-small instances (1-based)
-            ids[torch.isin(ids, torch.from_numpy(small + 1))] = 255
+            ids[torch.isin(ids, torch.from_numpy(small + 1))] = NO_SEGMENT_ID
         return image, torch.stack([semantic.long(), ids])  # (2, H, W)
 
     def __getattr__(self, name: str):

@@ -10,7 +10,8 @@ layer. What differs from the other segmentors:
   the semantic labels and an instance-id map (0: no instance). :func:`segments_from_maps` turns
   them into Mask2Former's ``mask_labels`` / ``class_labels``: one segment per instance (its
   pixels' class) and one per class of the pixels outside every instance ("stuff", e.g. the
-  background); ignored pixels are in no segment.
+  background); ignored pixels, and those of instance id 255 (an instance too small to be a
+  segment, see :class:`~semantic_anchors.data.instances.InstanceMaps`), are in no segment.
 * **Semantic inference** (``forward``): the class-weighted mask sum of Mask2Former's semantic
   post-processing, ``sum_q softmax(class_q)[:C] * sigmoid(mask_q)``, with the mask logits
   upsampled to the image first. Its argmax is the semantic prediction, so every metric, report
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from semantic_anchors._model_checks import check_images, check_int
+from semantic_anchors.data.instances import NO_SEGMENT_ID
 from semantic_anchors.queries import QueryCapture
 
 from ..registry import inherit_signature, register_model
@@ -73,7 +75,8 @@ def segments_from_maps(
 
     Args:
         targets: ``(B, 2, H, W)`` long: channel 0 the semantic labels (``ignore_index``: no
-            label), channel 1 the instance ids (0: the pixel is in no instance).
+            label), channel 1 the instance ids (0: the pixel is in no instance; 255: in an
+            instance too small to be a segment, so in no segment at all).
         ignore_index: the semantic label of ignored pixels (in no segment).
 
     Returns:
@@ -95,14 +98,15 @@ def segments_from_maps(
     for semantic, instance in targets.unbind(0):  # (H, W) each
         labelled = semantic != ignore_index
         image_masks, image_classes = [], []
-        for k in torch.unique(instance[labelled & (instance > 0)]).tolist():
+        segmented = labelled & (instance != NO_SEGMENT_ID)
+        for k in torch.unique(instance[segmented & (instance > 0)]).tolist():
             pixels = labelled & (instance == k)
             found = torch.unique(semantic[pixels])
             if found.numel() != 1:
                 raise ValueError(f"instance {k} has pixels of classes {found.tolist()}")
             image_masks.append(pixels)
             image_classes.append(int(found))
-        stuff = labelled & (instance == 0)
+        stuff = segmented & (instance == 0)
         for c in torch.unique(semantic[stuff]).tolist():
             image_masks.append(stuff & (semantic == c))
             image_classes.append(int(c))
