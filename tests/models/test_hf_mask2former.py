@@ -140,6 +140,5 @@ def test_the_training_loss_is_the_model_s_own(model):
     assert out.features.shape == (layers * 2 * queries, 64)
     # per layer: image 0 has its instance and the background stuff, image 1 the same
     assert int((out.feature_labels != 255).sum()) == layers * 4
-    assert out.logits.shape == (2, C, 64, 64) and not out.logits.requires_grad
     with pytest.raises(ValueError, match="needs targets"):
         model.forward_train(x)

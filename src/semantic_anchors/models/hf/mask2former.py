@@ -59,13 +59,11 @@ class QueryOutput(NamedTuple):
             layer's query embeddings).
         feature_labels: ``(N,)`` their labels (``ignore_index``: no label, e.g. unmatched).
         loss: the model's own training loss (a scalar).
-        logits: ``(B, C, H, W)`` semantic scores of the final layer, detached.
     """
 
     features: Tensor
     feature_labels: Tensor
     loss: Tensor
-    logits: Tensor
 
 
 def segments_from_maps(
@@ -188,7 +186,7 @@ class HFMask2Former(DenseModel):
         Shape:
             x: ``(B, in_channels, H, W)``; targets ``(B, 2, H, W)`` (see
             :func:`segments_from_maps`) -> features ``(L * B * Q, D)``, feature_labels
-            ``(L * B * Q,)``, loss ``()``, logits ``(B, C, H, W)``.
+            ``(L * B * Q,)``, loss ``()``.
 
         Raises:
             ValueError: no targets, or targets that are not ``(B, 2, H, W)``.
@@ -200,9 +198,7 @@ class HFMask2Former(DenseModel):
         with QueryCapture(self.hf_model, ignore_index=self.ignore_index) as queries:
             out = self.hf_model(x, mask_labels=mask_labels, class_labels=class_labels)
         features, labels = queries.matched()
-        with torch.no_grad():
-            logits = self._scores(out, tuple(x.shape[-2:]))
-        return QueryOutput(features, labels, out.loss, logits)
+        return QueryOutput(features, labels, out.loss)
 
 
 # The Swin backbones: (embed_dim, depths, heads, window, image size) and the decoder sizes.
