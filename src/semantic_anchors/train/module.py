@@ -25,14 +25,11 @@ __all__ = ["AnchorModule"]
 
 
 class AnchorModule(L.LightningModule):
-    """Trains ``model`` with ``loss`` + ``aux_loss_weight * aux loss`` + ``regularizer``.
+    """Trains ``model`` with ``loss`` + ``aux_loss_weight * aux loss`` + ``regularizer`` (a
+    model that owns its loss, e.g. Mask2Former: its loss + ``regularizer`` on its queries).
 
-    Args:
-        config: the resolved experiment config (see :mod:`semantic_anchors.train.config`).
-        data_info: ``task``, ``num_classes``, ``in_channels``, ``class_names``, ``groups``,
-            ``class_frequencies`` and ``ignore_index`` of the training set.
-        anchors: with ``regularizer.anchors: text``, the ``(C, T)`` text anchors (a run's
-            cached ones, or a checkpoint's); computed from the text model when ``None``.
+    The parts come from :func:`~semantic_anchors.train.parts.build_parts`, which takes the same
+    arguments (``config``, ``data_info``, ``anchors``) and documents them.
     """
 
     def __init__(self, config: dict, data_info: dict, anchors: torch.Tensor | None = None) -> None:
